@@ -1,0 +1,1 @@
+"""Networks, action distributions and policies that can sit in any seat."""

@@ -1,0 +1,107 @@
+"""Actor-critic MLPs for discrete (categorical) and continuous (Gaussian) actions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
+from srpo_core.envs.base import ActionSpace, Box, Discrete
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Everything needed to rebuild a network from a checkpoint (stored with each policy)."""
+
+    obs_dim: int
+    action_space: ActionSpace
+    hidden: tuple[int, ...]
+    activation: str
+    shared_trunk: bool
+    critic: bool
+    log_std_init: float = 0.0
+
+    def to_dict(self) -> dict:
+        space = self.action_space
+        return {
+            "obs_dim": self.obs_dim,
+            "action_space": {"type": type(space).__name__, **space.__dict__},
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "shared_trunk": self.shared_trunk,
+            "critic": self.critic,
+            "log_std_init": self.log_std_init,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NetSpec:
+        space = dict(data["action_space"])
+        kind = space.pop("type")
+        if kind == "Discrete":
+            action_space: ActionSpace = Discrete(space["n"], tuple(space.get("labels", ())))
+        else:
+            action_space = Box(space["dim"])
+        return cls(**{**data, "action_space": action_space, "hidden": tuple(data["hidden"])})
+
+
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), ACTIVATIONS[activation]()]
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """pi(a|o) and, unless ``critic=False`` (adversaries), V(o)."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        if spec.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{spec.activation}'")
+        self.spec = spec
+        hidden = list(spec.hidden)
+        width = hidden[-1] if hidden else spec.obs_dim
+        space = spec.action_space
+        out = space.n if isinstance(space, Discrete) else space.dim
+        self.trunk = mlp([spec.obs_dim, *hidden], spec.activation) if spec.shared_trunk else None
+        self.actor_body = None if spec.shared_trunk else mlp([spec.obs_dim, *hidden], spec.activation)
+        self.actor_head = nn.Linear(width, out)
+        self.critic_body = (
+            mlp([spec.obs_dim, *hidden], spec.activation)
+            if spec.critic and not spec.shared_trunk
+            else None
+        )
+        self.critic_head = nn.Linear(width, 1) if spec.critic else None
+        self.log_std = (
+            nn.Parameter(torch.full((out,), spec.log_std_init)) if isinstance(space, Box) else None
+        )
+
+    def reset_parameters(self, generator: torch.Generator, orthogonal: bool = True) -> None:
+        """Seeded init (CleanRL style: orthogonal, gain sqrt 2 hidden, 0.01 actor, 1 critic)."""
+        for name, module in self.named_modules():
+            if not isinstance(module, nn.Linear):
+                continue
+            gain = 0.01 if name == "actor_head" else 1.0 if name == "critic_head" else math.sqrt(2)
+            if orthogonal:
+                nn.init.orthogonal_(module.weight, gain, generator=generator)
+            else:
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            nn.init.zeros_(module.bias)
+
+    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
+        h = self.trunk(obs) if self.trunk is not None else self.actor_body(obs)
+        out = self.actor_head(h)
+        if self.log_std is None:
+            return Categorical(out, mask)
+        return DiagGaussian(out, self.log_std)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.critic_head is None:
+            raise RuntimeError("this network has no critic")
+        h = self.trunk(obs) if self.trunk is not None else self.critic_body(obs)
+        return self.critic_head(h).squeeze(-1)

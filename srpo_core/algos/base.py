@@ -1,0 +1,108 @@
+"""What IPPO and SRPO share: one learner (hero) per agent, seeded components, state."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from srpo_core.agents.networks import ActorCritic, NetSpec
+from srpo_core.algos.ppo import Learner
+from srpo_core.config import Config
+from srpo_core.envs.base import BatchedEnv, Discrete
+
+EnvFactory = Callable[[int, int], BatchedEnv]
+"""make_env(num_envs, seed) -> BatchedEnv"""
+
+
+def sub_seed(seed: int, name: str) -> int:
+    """A stable seed for one component, so adding a component never shifts the others."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "big") >> 1
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+@dataclass
+class Iteration:
+    metrics: dict[str, float]
+    env_steps: int
+    hero_samples: int
+    """Samples each hero learned from in this iteration."""
+
+
+class Algorithm:
+    name = ""
+
+    def __init__(self, config: Config, make_env: EnvFactory, device: torch.device) -> None:
+        self.config = config
+        self.make_env = make_env
+        self.device = device
+        seed = config.run.seed
+        probe = make_env(1, 0)
+        self.agents = probe.agents
+        self.action_spaces = probe.action_spaces
+        self.specs = [
+            self.net_spec(obs_dim, space, critic=True)
+            for obs_dim, space in zip(probe.obs_dims, probe.action_spaces, strict=True)
+        ]
+        self.init_generator = make_generator(torch.device("cpu"), sub_seed(seed, "init"))
+        self.heroes = [Learner(self.build_net(spec), config.ppo) for spec in self.specs]
+        self.generator = make_generator(device, sub_seed(seed, "sample"))
+
+    def net_spec(self, obs_dim: int, space, *, critic: bool) -> NetSpec:
+        net = self.config.net
+        return NetSpec(
+            obs_dim=obs_dim,
+            action_space=space,
+            hidden=tuple(net.hidden),
+            activation=net.activation,
+            shared_trunk=net.shared_trunk,
+            critic=critic,
+            log_std_init=net.log_std_init,
+        )
+
+    def build_net(self, spec: NetSpec) -> ActorCritic:
+        net = ActorCritic(spec)
+        net.reset_parameters(self.init_generator, orthogonal=self.config.net.ortho_init)
+        return net.to(self.device)
+
+    def policies(self) -> dict[str, ActorCritic]:
+        """The trained policy of each role: what checkpoints publish as partners."""
+        return {agent: hero.net for agent, hero in zip(self.agents, self.heroes, strict=True)}
+
+    def iterate(self) -> Iteration:
+        raise NotImplementedError
+
+    def action_metrics(self, agent: int, batch: dict[str, torch.Tensor], prefix: str) -> dict:
+        """Mean action probabilities over the rollout's states, for small action sets."""
+        space = self.action_spaces[agent]
+        if "probs" not in batch or not isinstance(space, Discrete) or space.n > 8:
+            return {}
+        labels = space.labels or tuple(str(a) for a in range(space.n))
+        return {f"{prefix}p/{label}": float(p) for label, p in zip(labels, batch["probs"])}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimiser, RNG and env state (hero weights travel as `policies`)."""
+        return {
+            "optimizers": [hero.optimizer.state_dict() for hero in self.heroes],
+            "generator": self.generator.get_state(),
+            "init_generator": self.init_generator.get_state(),
+        }
+
+    def load_state_dict(self, policies: dict[str, dict], state: dict[str, Any]) -> None:
+        for agent, hero, opt in zip(self.agents, self.heroes, state["optimizers"], strict=True):
+            hero.net.load_state_dict(policies[agent])
+            hero.optimizer.load_state_dict(opt)
+        self.generator.set_state(state["generator"])
+        self.init_generator.set_state(state["init_generator"])
+
+
+def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}{key}": value for key, value in metrics.items()}

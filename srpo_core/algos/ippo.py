@@ -1,0 +1,40 @@
+"""IPPO: every agent learns by PPO from play with its real partners (SRPO at tau = 0)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from srpo_core.algos.base import Algorithm, EnvFactory, Iteration, prefixed, sub_seed
+from srpo_core.algos.ppo import hero_update
+from srpo_core.config import Config
+from srpo_core.rollout import Runner, collect
+
+
+class IPPO(Algorithm):
+    name = "ippo"
+
+    def __init__(self, config: Config, make_env: EnvFactory, device: torch.device) -> None:
+        super().__init__(config, make_env, device)
+        self.runner = Runner(make_env(config.ppo.num_envs, sub_seed(config.run.seed, "env0")))
+
+    def iterate(self) -> Iteration:
+        ppo = self.config.ppo
+        batches, episodes = collect(
+            self.runner, [h.net for h in self.heroes], ppo.num_steps, self.generator
+        )
+        metrics = prefixed("train/", episodes.summary(self.agents))
+        for i, (agent, hero, batch) in enumerate(zip(self.agents, self.heroes, batches, strict=True)):
+            update, _ = hero_update(hero, batch, self.config.algo.eps, self.generator)
+            metrics |= prefixed(f"{agent}/", update)
+            metrics |= self.action_metrics(i, batch, f"{agent}/")
+        samples = ppo.num_envs * ppo.num_steps
+        return Iteration(metrics, env_steps=samples, hero_samples=samples)
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"runners": [self.runner.state_dict()]}
+
+    def load_state_dict(self, policies: dict[str, dict], state: dict[str, Any]) -> None:
+        super().load_state_dict(policies, state)
+        self.runner.load_state_dict(state["runners"][0])

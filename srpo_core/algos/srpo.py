@@ -1,0 +1,135 @@
+"""SRPO (srpo-notes section 3): PPO where each agent trains against its own adversary.
+
+Per iteration, for each agent i:
+1. roll out hero theta_i with adversary phi_i in every partner seat -> D_i;
+2. hero advantages from its own critic on D_i;
+3. hero:      maximise L_CLIP(theta_i; D_i) + eps * H(theta_i)                      (eq. 8)
+   adversary: maximise -L_CLIP(hero advantages, phi_i's own ratio)
+                       - (1/tau) * KL(phi_i || theta_-i) on the states of D_i        (eq. 9)
+   with theta_-i the partner's *current* policy (evaluated before this iteration's
+   updates), the KL exact from logits. Heroes never play each other during training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from srpo_core.agents.distributions import Distribution
+from srpo_core.algos.base import Algorithm, EnvFactory, Iteration, prefixed, sub_seed
+from srpo_core.algos.ppo import (
+    Batch,
+    Learner,
+    clipped_surrogate,
+    flatten,
+    hero_update,
+    normalise,
+)
+from srpo_core.config import AlgoSection, Config
+from srpo_core.rollout import Runner, collect
+
+
+def adversary_update(
+    learner: Learner,
+    batch: Batch,
+    hero_advantages: torch.Tensor,
+    partner: Distribution,
+    algo: AlgoSection,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Eq. (9) as a loss to minimise: L_CLIP on -A_hero + (1/tau) * KL - [eps * entropy].
+
+    ``partner`` is the partner policy's distribution on the adversary seat's observations
+    (flattened like the batch); ``algo.kl_direction`` picks KL(phi||theta) (paper) or
+    KL(theta||phi) (the authors' RL code).
+    """
+    ppo, net = learner.ppo, learner.net
+    flat = flatten(batch)
+    advantages = -hero_advantages.reshape(-1)
+    ent_coef = algo.eps if algo.adversary_entropy == "eps" else 0.0
+    mask = flat.get("mask")
+
+    def loss_fn(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        dist = net.distribution(flat["obs"][idx], None if mask is None else mask[idx])
+        adv = normalise(advantages[idx]) if ppo.norm_adv else advantages[idx]
+        logp = dist.log_prob(flat["actions"][idx])
+        pg_loss, stats = clipped_surrogate(logp, flat["logp"][idx], adv, ppo.clip)
+        target = partner[idx]
+        kl = dist.kl(target) if algo.kl_direction == "adversary-partner" else target.kl(dist)
+        kl = kl.mean()
+        entropy = dist.entropy().mean()
+        loss = pg_loss + kl / algo.tau - ent_coef * entropy
+        stats |= {"policy_loss": pg_loss, "kl_partner": kl, "entropy": entropy}
+        return loss, {k: v.detach() for k, v in stats.items()}
+
+    return learner.optimise(advantages.numel(), loss_fn, generator)
+
+
+class SRPO(Algorithm):
+    name = "srpo"
+
+    def __init__(self, config: Config, make_env: EnvFactory, device: torch.device) -> None:
+        super().__init__(config, make_env, device)
+        seed, n = config.run.seed, len(self.agents)
+        # adversaries[i][j]: hero i's adversary in partner seat j (an actor, no critic).
+        self.adversaries: list[dict[int, Learner]] = []
+        for i in range(n):
+            self.adversaries.append({j: self.make_adversary(j) for j in range(n) if j != i})
+        self.runners = [
+            Runner(make_env(config.ppo.num_envs, sub_seed(seed, f"env{i}"))) for i in range(n)
+        ]
+
+    def make_adversary(self, partner: int) -> Learner:
+        spec = self.specs[partner]
+        net = self.build_net(self.net_spec(spec.obs_dim, spec.action_space, critic=False))
+        if self.config.algo.adversary_init == "partner":
+            source = self.heroes[partner].net.state_dict()
+            net.load_state_dict({k: v for k, v in source.items() if k in net.state_dict()})
+        return Learner(net, self.config.ppo)
+
+    def iterate(self) -> Iteration:
+        ppo, algo = self.config.ppo, self.config.algo
+        rollouts = []
+        for i, runner in enumerate(self.runners):
+            seats = [
+                self.heroes[j].net if j == i else self.adversaries[i][j].net
+                for j in range(len(self.agents))
+            ]
+            rollouts.append(collect(runner, seats, ppo.num_steps, self.generator))
+        with torch.no_grad():  # the partners' current policies, before anyone updates
+            partners = [
+                {j: self.heroes[j].net.distribution(flatten(batches[j])["obs"]) for j in advs}
+                for advs, (batches, _) in zip(self.adversaries, rollouts, strict=True)
+            ]
+        metrics: dict[str, float] = {}
+        for i, (agent, (batches, episodes)) in enumerate(zip(self.agents, rollouts, strict=True)):
+            metrics |= prefixed(f"{agent}/vs_adversary/", episodes.summary(self.agents))
+            update, advantages = hero_update(self.heroes[i], batches[i], algo.eps, self.generator)
+            metrics |= prefixed(f"{agent}/", update)
+            metrics |= self.action_metrics(i, batches[i], f"{agent}/")
+            for j, adversary in self.adversaries[i].items():
+                adv_update = adversary_update(
+                    adversary, batches[j], advantages, partners[i][j], algo, self.generator
+                )
+                prefix = f"{agent}/adversary/" if len(self.agents) == 2 else f"{agent}/adversary{j}/"
+                metrics |= prefixed(prefix, adv_update)
+                metrics |= self.action_metrics(j, batches[j], prefix)
+        samples = ppo.num_envs * ppo.num_steps
+        return Iteration(metrics, env_steps=samples * len(self.agents), hero_samples=samples)
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {
+            "adversaries": [
+                {j: learner.state_dict() for j, learner in advs.items()} for advs in self.adversaries
+            ],
+            "runners": [runner.state_dict() for runner in self.runners],
+        }
+
+    def load_state_dict(self, policies: dict[str, dict], state: dict[str, Any]) -> None:
+        super().load_state_dict(policies, state)
+        for advs, saved in zip(self.adversaries, state["adversaries"], strict=True):
+            for j, learner in advs.items():
+                learner.load_state_dict(saved[j])
+        for runner, saved in zip(self.runners, state["runners"], strict=True):
+            runner.load_state_dict(saved)

@@ -1,0 +1,28 @@
+"""Env families by name: `srpo train --env NAME` looks them up here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from srpo_core.envs.base import BatchedEnv
+from srpo_core.envs.matrix import MatrixEnv, MatrixEnvConfig
+from srpo_core.envs.quadratic import QuadraticEnv, QuadraticEnvConfig
+
+
+@dataclass(frozen=True)
+class EnvFamily:
+    config: type
+    make: Callable[..., BatchedEnv]
+    """make(env_config, num_envs, device, seed) -> BatchedEnv"""
+    default_preset: str
+
+
+ENVS: dict[str, EnvFamily] = {
+    "matrix": EnvFamily(MatrixEnvConfig, MatrixEnv, "matrix"),
+    "quadratic": EnvFamily(QuadraticEnvConfig, QuadraticEnv, "quadratic"),
+}
+
+
+def make_env(env_config, num_envs: int, device, seed: int) -> BatchedEnv:
+    return ENVS[env_config.name].make(env_config, num_envs, device, seed)

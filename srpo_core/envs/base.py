@@ -1,0 +1,75 @@
+"""The one batched multi-agent interface every env family implements.
+
+An env holds ``num_envs`` independent games stepped together as torch tensors. Agents
+receive their own observation; the reward each agent gets is split into a shared part
+(``reward``) and the private cost it paid (``cost``), so utility = reward - cost and
+free-riding is measurable. Episodes reset automatically: when ``done[b]`` is set, the
+returned observation for env ``b`` is the first of its next episode.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Discrete:
+    n: int
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Box:
+    dim: int
+
+
+ActionSpace = Discrete | Box
+
+
+@dataclass
+class Step:
+    obs: list[torch.Tensor]
+    """Per agent, [num_envs, obs_dim]."""
+    reward: torch.Tensor
+    """[num_agents, num_envs]: the shared (team) reward each agent receives."""
+    cost: torch.Tensor
+    """[num_agents, num_envs]: each agent's private cost (subtracted from its utility)."""
+    done: torch.Tensor
+    """[num_envs] bool: the episode ended with this step (obs is already the next one's)."""
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class BatchedEnv(ABC):
+    agents: tuple[str, ...]
+    obs_dims: tuple[int, ...]
+    action_spaces: tuple[ActionSpace, ...]
+
+    def __init__(self, num_envs: int, device: torch.device, seed: int) -> None:
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agents)
+
+    @abstractmethod
+    def reset(self) -> list[torch.Tensor]:
+        """Start every env afresh; per-agent observations."""
+
+    @abstractmethod
+    def step(self, actions: list[torch.Tensor]) -> Step:
+        """Apply one action per agent per env (a [num_envs] long tensor for Discrete,
+        [num_envs, dim] float for Box)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically after a resume."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,644 @@
+"""The experiment registry: runs, metrics, checkpoints and policies in one SQL database.
+
+SQLite by default (a `srpo.db` file beside a `srpo-artifacts/` folder, like MLflow's mlflow.db),
+any SQLAlchemy URL otherwise. Several training processes write to one SQLite file at once, so
+every connection runs in WAL mode and every write transaction takes the write lock up front.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import math
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, inspect, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.orm import Session
+
+from srpo_core.errors import UserError
+
+from .artifacts import ArtifactStore, sha256_hex
+from .models import Base, Checkpoint, Metric, Policy, Run, canonical_json, utcnow
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+POLICY_KINDS = ("trained", "scripted", "random")
+_ENDED_STATUSES = frozenset({"finished", "failed", "interrupted"})
+_MIN_PREFIX = 4
+_HEX = re.compile(r"[0-9a-f]+")
+# Execution option marking a transaction that only reads: on SQLite it starts with a plain
+# (deferred) BEGIN, which in WAL mode never waits for writers.
+_READ_ONLY = "srpo_read_only"
+
+
+class RegistryError(UserError):
+    """The registry cannot be opened or cannot do what was asked."""
+
+
+class NotFoundError(RegistryError):
+    """No run or policy matches what the user typed."""
+
+
+class CorruptArtifactError(RegistryError):
+    """A stored file's bytes no longer match the sha256 recorded when it was saved."""
+
+
+class MissingArtifactError(RegistryError):
+    """A file the registry points to is gone from the artifact folder."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    env: str
+    algo: str
+    tau: float
+    eps: float
+    seed: int
+    config: dict[str, Any]
+    config_hash: str
+    package_version: str
+    git_commit: str | None
+    status: str
+    error: str | None
+    tags: tuple[str, ...]
+    command: str
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    env_steps: int
+    hero_samples: int
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    id: int
+    run_id: str
+    step: int
+    sha256: str
+    path: str
+    size_bytes: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    id: str
+    run_id: str | None
+    role: str
+    env: str
+    kind: str
+    spec: dict[str, Any]
+    created_at: datetime
+
+
+def resolve_registry_url(url: str | None = None) -> str:
+    """The registry to use: `url`, else $SRPO_REGISTRY, else ./srpo.db.
+
+    A bare filesystem path (no `://`) names a SQLite file.
+    """
+    chosen = url or os.environ.get("SRPO_REGISTRY") or "sqlite:///srpo.db"
+    if "://" not in chosen:
+        chosen = f"sqlite:///{Path(chosen).expanduser()}"
+    return chosen
+
+
+class Registry:
+    """Handle on one registry database and its artifact folder.
+
+    Every method is one short transaction and returns frozen dataclasses, so callers never hold
+    a session or a lock. Open one Registry per process.
+    """
+
+    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+        """Open the registry at `url` (see `resolve_registry_url`).
+
+        With `create=False` (read-only commands) a missing SQLite file is an error rather than
+        a new empty registry.
+        """
+        self.url = resolve_registry_url(url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError as exc:
+            raise RegistryError(f"invalid registry URL {self.url!r}: {_one_line(exc)}") from None
+        # Shown in messages: the URL as typed, unless it holds a password.
+        self._shown = self.url if parsed.password is None else parsed.render_as_string()
+        db_file = _sqlite_file(parsed)
+        if db_file is None:
+            self.artifact_dir = Path(os.environ.get("SRPO_ARTIFACTS") or "srpo-artifacts")
+        else:
+            _check_sqlite_file(db_file, create=create)
+            self.artifact_dir = db_file.parent / "srpo-artifacts"
+        self.artifact_dir = self.artifact_dir.expanduser().resolve()
+        self._artifacts = ArtifactStore(self.artifact_dir)
+        self._engine = _open_engine(parsed, self._shown)
+        try:
+            self._prepare_schema(create=create)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _prepare_schema(self, *, create: bool) -> None:
+        try:
+            if create:
+                # engine.begin() takes the write lock first (see _configure_sqlite), so
+                # processes opening a fresh file together create the tables one after another.
+                Base.metadata.create_all(self._engine)
+                return
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_READ_ONLY: True})
+                has_runs = inspect(conn).has_table(Run.__tablename__)
+        except DBAPIError as exc:
+            reason = _one_line(exc.orig)
+            raise RegistryError(f"cannot open registry {self._shown}: {reason}") from None
+        if not has_runs:
+            raise RegistryError(f"{self._shown} is not an srpo registry (it has no runs table)")
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self, *, write: bool) -> Iterator[Session]:
+        """One transaction, committed on success and rolled back on error."""
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            session.connection(execution_options={_READ_ONLY: not write})
+            yield session
+
+    def _run_row(self, session: Session, run_id: str) -> Run:
+        row = session.get(Run, run_id)
+        if row is None:
+            raise NotFoundError(f"no run {run_id!r} in {self._shown}")
+        return row
+
+    # ---- runs -------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        env: str,
+        algo: str,
+        tau: float,
+        eps: float,
+        seed: int,
+        config: dict[str, Any],
+        tags: Sequence[str] = (),
+        command: str = "",
+    ) -> str:
+        """Record a new 'running' run with what is needed to reproduce it; returns its id."""
+        now = utcnow()
+        run = Run(
+            id=uuid.uuid4().hex[:12],
+            env=env,
+            algo=algo,
+            tau=float(tau),
+            eps=float(eps),
+            seed=int(seed),
+            config=config,
+            config_hash=sha256_hex(canonical_json(config).encode()),
+            package_version=_package_version(),
+            git_commit=_git_commit(),
+            status="running",
+            error=None,
+            tags=list(tags),
+            command=command,
+            created_at=now,
+            updated_at=now,
+            ended_at=None,
+            env_steps=0,
+            hero_samples=0,
+        )
+        with self._tx(write=True) as session:
+            session.add(run)
+        return run.id
+
+    def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+        """Move a run to `status`; ending statuses stamp ended_at, 'running' (resume) clears it."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
+        now = utcnow()
+        with self._tx(write=True) as session:
+            run = self._run_row(session, run_id)
+            run.status = status
+            run.error = error
+            run.updated_at = now
+            run.ended_at = now if status in _ENDED_STATUSES else None
+
+    def update_progress(self, run_id: str, *, env_steps: int, hero_samples: int) -> None:
+        """Store the progress counters shown by `runs list` while a run trains."""
+        with self._tx(write=True) as session:
+            run = self._run_row(session, run_id)
+            run.env_steps = int(env_steps)
+            run.hero_samples = int(hero_samples)
+            run.updated_at = utcnow()
+
+    def get_run(self, run_id_or_prefix: str) -> RunInfo:
+        """The run with this id, or the only run whose id starts with it (≥ 4 characters)."""
+        key = run_id_or_prefix.strip().lower()
+        with self._tx(write=False) as session:
+            row = session.get(Run, key)
+            if row is None and len(key) >= _MIN_PREFIX and _HEX.fullmatch(key):
+                ids = session.scalars(select(Run.id).where(Run.id.startswith(key))).all()
+                if len(ids) > 1:
+                    raise RegistryError(
+                        f"run id prefix {key!r} matches {len(ids)} runs in {self._shown}; "
+                        "type more characters"
+                    )
+                row = session.get(Run, ids[0]) if ids else None
+            if row is None:
+                short = len(key) < _MIN_PREFIX
+                hint = f" (give at least {_MIN_PREFIX} characters)" if short else ""
+                raise NotFoundError(f"no run {run_id_or_prefix!r} in {self._shown}{hint}")
+            return _run_info(row)
+
+    def list_runs(
+        self,
+        *,
+        env: str | None = None,
+        algo: str | None = None,
+        status: str | None = None,
+        tags: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RunInfo]:
+        """Runs newest first, keeping those that match every filter given (all of `tags`)."""
+        if status is not None and status not in RUN_STATUSES:
+            raise RegistryError(f"unknown run status {status!r}; one of {', '.join(RUN_STATUSES)}")
+        stmt = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
+        if env is not None:
+            stmt = stmt.where(Run.env == env)
+        if algo is not None:
+            stmt = stmt.where(Run.algo == algo)
+        if status is not None:
+            stmt = stmt.where(Run.status == status)
+        wanted = set(tags or ())
+        if limit is not None and not wanted:
+            stmt = stmt.limit(limit)
+        with self._tx(write=False) as session:
+            # Tags are a JSON list, matched here so the query stays portable across databases.
+            infos = (_run_info(r) for r in session.scalars(stmt) if wanted.issubset(r.tags))
+            return list(itertools.islice(infos, limit))
+
+    # ---- metrics ----------------------------------------------------------------------------
+
+    def log_metrics(self, run_id: str, rows: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Append (step, {key: value}) rows in one transaction: one lock per batch, not per row."""
+        values = [
+            {"run_id": run_id, "step": int(step), "key": key, "value": _to_db_float(value)}
+            for step, row in rows
+            for key, value in row.items()
+        ]
+        if not values:
+            return
+        with self._tx(write=True) as session:
+            self._run_row(session, run_id)
+            session.execute(insert(Metric), values)
+
+    def delete_metrics_after(self, run_id: str, step: int) -> int:
+        """Drop rows logged after `step`, so a resumed run does not log those steps twice."""
+        with self._tx(write=True) as session:
+            self._run_row(session, run_id)
+            result = session.execute(
+                delete(Metric).where(Metric.run_id == run_id, Metric.step > step)
+            )
+            return int(result.rowcount)
+
+    def metrics(self, run_id: str, keys: Sequence[str] | None = None) -> pd.DataFrame:
+        """Long-format metrics (columns step, key, value) sorted by key then step."""
+        import pandas as pd  # here, not at the top: commands that never plot start faster
+
+        stmt = (
+            select(Metric.step, Metric.key, Metric.value)
+            .where(Metric.run_id == run_id)
+            .order_by(Metric.key, Metric.step, Metric.id)
+        )
+        if keys is not None:
+            stmt = stmt.where(Metric.key.in_(list(keys)))
+        with self._tx(write=False) as session:
+            self._run_row(session, run_id)
+            rows = session.execute(stmt).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=["step", "key", "value"])
+        return frame.astype({"step": "int64", "value": "float64"})
+
+    def final_metrics(self, run_id: str) -> dict[str, float]:
+        """Last logged value of each key (highest step, latest write on ties)."""
+        rank = (
+            func.row_number()
+            .over(partition_by=Metric.key, order_by=(Metric.step.desc(), Metric.id.desc()))
+            .label("rank")
+        )
+        ranked = select(Metric.key, Metric.value, rank).where(Metric.run_id == run_id).subquery()
+        stmt = select(ranked.c.key, ranked.c.value).where(ranked.c.rank == 1)
+        with self._tx(write=False) as session:
+            self._run_row(session, run_id)
+            rows = session.execute(stmt).all()
+        return {key: math.nan if value is None else value for key, value in sorted(rows)}
+
+    # ---- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoint(self, run_id: str, step: int, payload: bytes) -> CheckpointInfo:
+        """Store checkpoint bytes for `step` (replacing an earlier one for the same step)."""
+        # The file is written before the row, outside the transaction: no row ever points to
+        # a missing file, and the write lock is not held during disk I/O.
+        sha = self._artifacts.put(payload)
+        with self._tx(write=True) as session:
+            self._run_row(session, run_id)
+            row = session.scalar(
+                select(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.step == step)
+            )
+            if row is None:
+                row = Checkpoint(run_id=run_id, step=int(step))
+                session.add(row)
+            row.sha256 = sha
+            row.path = ArtifactStore.relative_path(sha)
+            row.size_bytes = len(payload)
+            row.created_at = utcnow()
+            session.flush()
+            return _checkpoint_info(row)
+
+    def checkpoints(self, run_id: str) -> list[CheckpointInfo]:
+        """A run's checkpoints by step."""
+        stmt = select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.step)
+        with self._tx(write=False) as session:
+            self._run_row(session, run_id)
+            return [_checkpoint_info(row) for row in session.scalars(stmt)]
+
+    def latest_checkpoint(self, run_id: str) -> CheckpointInfo | None:
+        """The checkpoint a resumed run restarts from, if any."""
+        stmt = (
+            select(Checkpoint)
+            .where(Checkpoint.run_id == run_id)
+            .order_by(Checkpoint.step.desc())
+            .limit(1)
+        )
+        with self._tx(write=False) as session:
+            self._run_row(session, run_id)
+            row = session.scalar(stmt)
+            return None if row is None else _checkpoint_info(row)
+
+    def read_checkpoint(self, info: CheckpointInfo) -> bytes:
+        """The checkpoint's bytes, refused unless they still hash to the recorded sha256."""
+        label = f"checkpoint {info.sha256[:12]} of run {info.run_id}"
+        file = self.artifact_dir / info.path
+        try:
+            payload = self._artifacts.read(info.path)
+        except FileNotFoundError:
+            raise MissingArtifactError(f"{label} is missing: no file {file}") from None
+        actual = sha256_hex(payload)
+        if actual != info.sha256:
+            raise CorruptArtifactError(
+                f"{label} failed its sha256 check: {file} now hashes to {actual[:12]}"
+            )
+        return payload
+
+    # ---- policies ---------------------------------------------------------------------------
+
+    def register_policy(
+        self, *, run_id: str | None, role: str, env: str, kind: str, spec: dict[str, Any]
+    ) -> str:
+        """Record a policy others can be evaluated with; returns its ref.
+
+        The ref is `<run_id>/<role>` for a run's policy and `<kind>:<env>/<role>` for a
+        scripted or random policy without a run. Registering the same ref again updates it.
+        """
+        if kind not in POLICY_KINDS:
+            raise ValueError(f"unknown policy kind {kind!r}; expected one of {POLICY_KINDS}")
+        if run_id is None and kind == "trained":
+            raise ValueError("a trained policy needs the run that trained it")
+        ref = f"{run_id}/{role}" if run_id is not None else f"{kind}:{env}/{role}"
+        with self._tx(write=True) as session:
+            if run_id is not None:
+                self._run_row(session, run_id)
+            row = session.get(Policy, ref)
+            if row is None:
+                row = Policy(id=ref, created_at=utcnow())
+                session.add(row)
+            row.run_id = run_id
+            row.role = role
+            row.env = env
+            row.kind = kind
+            row.spec = spec
+        return ref
+
+    def get_policy(self, ref: str) -> PolicyInfo:
+        """The policy `ref` names; its run part may be a unique prefix of ≥ 4 characters."""
+        with self._tx(write=False) as session:
+            row = session.get(Policy, ref)
+            run_part, slash, role = ref.partition("/")
+            prefix = run_part.lower()
+            if row is None and slash and len(prefix) >= _MIN_PREFIX and _HEX.fullmatch(prefix):
+                rows = session.scalars(
+                    select(Policy).where(Policy.run_id.startswith(prefix), Policy.role == role)
+                ).all()
+                if len(rows) > 1:
+                    raise RegistryError(
+                        f"policy ref {ref!r} matches {len(rows)} policies in {self._shown}; "
+                        "type more characters of the run id"
+                    )
+                row = rows[0] if rows else None
+            if row is None:
+                raise NotFoundError(f"no policy {ref!r} in {self._shown}")
+            return _policy_info(row)
+
+    def policies(self, run_id: str | None = None, env: str | None = None) -> list[PolicyInfo]:
+        """Registered policies, oldest first, optionally of one run or one environment."""
+        stmt = select(Policy).order_by(Policy.created_at, Policy.id)
+        if run_id is not None:
+            stmt = stmt.where(Policy.run_id == run_id)
+        if env is not None:
+            stmt = stmt.where(Policy.env == env)
+        with self._tx(write=False) as session:
+            return [_policy_info(row) for row in session.scalars(stmt)]
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def _run_info(row: Run) -> RunInfo:
+    return RunInfo(
+        id=row.id,
+        env=row.env,
+        algo=row.algo,
+        tau=row.tau,
+        eps=row.eps,
+        seed=row.seed,
+        config=row.config,
+        config_hash=row.config_hash,
+        package_version=row.package_version,
+        git_commit=row.git_commit,
+        status=row.status,
+        error=row.error,
+        tags=tuple(row.tags),
+        command=row.command,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        ended_at=row.ended_at,
+        env_steps=row.env_steps,
+        hero_samples=row.hero_samples,
+    )
+
+
+def _checkpoint_info(row: Checkpoint) -> CheckpointInfo:
+    return CheckpointInfo(
+        id=row.id,
+        run_id=row.run_id,
+        step=row.step,
+        sha256=row.sha256,
+        path=row.path,
+        size_bytes=row.size_bytes,
+        created_at=row.created_at,
+    )
+
+
+def _policy_info(row: Policy) -> PolicyInfo:
+    return PolicyInfo(
+        id=row.id,
+        run_id=row.run_id,
+        role=row.role,
+        env=row.env,
+        kind=row.kind,
+        spec=row.spec,
+        created_at=row.created_at,
+    )
+
+
+def _to_db_float(value: float) -> float | None:
+    """NaN becomes NULL: SQLite cannot store NaN, and reads turn NULL back into NaN."""
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None for in-memory SQLite and other databases."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).expanduser()
+
+
+def _check_sqlite_file(db_file: Path, *, create: bool) -> None:
+    """Refuse, before SQLite touches the disk, to open what cannot be a registry file."""
+    if db_file.is_dir():
+        raise RegistryError(f"registry path {db_file} is a directory, not a database file")
+    if not db_file.exists():
+        if not create:
+            raise RegistryError(f"no registry at {db_file}")
+        if not db_file.parent.is_dir():
+            raise RegistryError(
+                f"cannot create registry {db_file}: directory {db_file.parent} does not exist"
+            )
+
+
+def _open_engine(url: URL, shown: str) -> Engine:
+    try:
+        engine = create_engine(url, pool_pre_ping=url.get_backend_name() != "sqlite")
+    except (ArgumentError, ImportError) as exc:
+        raise RegistryError(f"cannot open registry {shown}: {_one_line(exc)}") from None
+    _refuse_forked_connections(engine)
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def _refuse_forked_connections(engine: Engine) -> None:
+    """SQLAlchemy's recipe against using a pooled connection inherited through fork(): the
+    child gets a fresh connection, since sharing one (SQLite's above all) corrupts state."""
+
+    @event.listens_for(engine, "connect")
+    def _remember_pid(dbapi_connection: Any, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _check_pid(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info["pid"] != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise DisconnectionError("connection was opened by another process")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL and BEGIN IMMEDIATE, so concurrent writer processes wait instead of failing.
+
+    pysqlite starts transactions lazily (BEGIN DEFERRED before the first write), so two
+    processes can both hold a read lock and then both ask to write; SQLite then fails one of
+    them at once with SQLITE_BUSY, without waiting for busy_timeout. Following SQLAlchemy's
+    documented recipe, pysqlite's own BEGIN is disabled and the "begin" event emits BEGIN
+    IMMEDIATE, which takes the write lock first and so waits its turn. Read-only
+    transactions keep a deferred BEGIN: in WAL mode readers never block on writers.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching a fresh file to WAL may have to wait for a lock.
+            cursor.execute("PRAGMA busy_timeout = 30000")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("srpo")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _git_commit() -> str | None:
+    """HEAD of the work tree holding srpo_core, with '-dirty' if it has uncommitted changes;
+    None when git is missing or the package is not in a work tree."""
+    package_dir = Path(__file__).resolve().parents[1]
+    try:
+        head = _git(package_dir, "rev-parse", "HEAD")
+        changes = _git(package_dir, "status", "--porcelain")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if changes else head
+
+
+def _git(cwd: Path, *args: str) -> str:
+    # GIT_OPTIONAL_LOCKS=0: `git status` must not take index.lock under a user's running git.
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+    )
+    return result.stdout.strip()

@@ -1,0 +1,222 @@
+"""The training loop: budget, metrics, evaluation, checkpoints, resume.
+
+A checkpoint holds every trained policy's weights plus the algorithm's optimiser, RNG and
+env state, so a resumed run ends with exactly the weights of an uninterrupted one (CPU).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from srpo_core.algos import ALGORITHMS
+from srpo_core.algos.base import Algorithm, make_generator, prefixed, sub_seed
+from srpo_core.config import Config, build_config
+from srpo_core.envs import make_env
+from srpo_core.errors import UserError
+from srpo_core.registry import Registry
+from srpo_core.rollout import play_episodes
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Progress:
+    env_steps: int
+    hero_samples: int
+    budget: int
+    """The budget in the unit of ``Config.algo.budget``."""
+    done: int
+    """Progress in that unit."""
+    sps: float
+    eval_return: float | None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    status: str
+    env_steps: int
+    hero_samples: int
+    metrics: dict[str, float]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def build_algorithm(config: Config) -> Algorithm:
+    device = resolve_device(config.run.device)
+    torch.set_num_threads(config.run.threads)
+    env_config = config.env
+
+    def factory(num_envs: int, seed: int):
+        return make_env(env_config, num_envs, device, seed)
+
+    return ALGORITHMS[config.algo.name](config, factory, device)
+
+
+def evaluate(algo: Algorithm, episodes: int, seed: int) -> dict[str, float]:
+    """The trained agents playing together, with a seed of its own (training RNG untouched)."""
+    env = algo.make_env(episodes, sub_seed(seed, "eval-env"))
+    generator = make_generator(algo.device, sub_seed(seed, "eval-actions"))
+    seats = list(algo.policies().values())
+    return play_episodes(env, seats, generator).summary(algo.agents)
+
+
+def checkpoint_bytes(algo: Algorithm, counters: dict[str, int]) -> bytes:
+    buffer = io.BytesIO()
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "policies": {role: net.state_dict() for role, net in algo.policies().items()},
+        "algo": algo.state_dict(),
+        "counters": counters,
+    }
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def read_checkpoint(payload: bytes, device: torch.device | str = "cpu") -> dict[str, Any]:
+    state = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"checkpoint format {state.get('format')} is not supported")
+    return state
+
+
+def train(
+    config: Config,
+    registry: Registry,
+    *,
+    command: str = "",
+    tags: Sequence[str] = (),
+    on_progress: Callable[[Progress], None] | None = None,
+) -> TrainResult:
+    """Start a new run of ``config`` in ``registry`` and train it to its budget."""
+    algo = build_algorithm(config)
+    config.run.device = str(algo.device)
+    run_id = registry.create_run(
+        env=config.env.name,
+        algo=config.algo.name,
+        tau=config.algo.tau,
+        eps=config.algo.eps,
+        seed=config.run.seed,
+        config=config.to_dict(),
+        tags=list(tags),
+        command=command,
+    )
+    for role, net in algo.policies().items():
+        spec = {"net": net.spec.to_dict(), "env_config": asdict(config.env)}
+        registry.register_policy(run_id=run_id, role=role, env=config.env.name, kind="trained", spec=spec)
+    counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
+    return _loop(run_id, config, algo, registry, counters, on_progress)
+
+
+def resume(
+    run_id: str,
+    registry: Registry,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> TrainResult:
+    """Continue an interrupted run from its latest checkpoint (from scratch if it has none);
+    metric rows logged after that checkpoint are dropped and logged again."""
+    run = registry.get_run(run_id)
+    if run.status == "finished":
+        raise UserError(f"run {run.id} already finished; nothing to resume")
+    config = build_config(run.config)
+    algo = build_algorithm(config)
+    latest = registry.latest_checkpoint(run.id)
+    counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
+    if latest is not None:
+        state = read_checkpoint(registry.read_checkpoint(latest), algo.device)
+        algo.load_state_dict(state["policies"], state["algo"])
+        counters = state["counters"]
+    registry.delete_metrics_after(run.id, latest.step if latest else -1)
+    registry.set_status(run.id, "running")
+    return _loop(run.id, config, algo, registry, counters, on_progress)
+
+
+def _loop(
+    run_id: str,
+    config: Config,
+    algo: Algorithm,
+    registry: Registry,
+    counters: dict[str, int],
+    on_progress: Callable[[Progress], None] | None,
+) -> TrainResult:
+    run = config.run
+    budget_key = config.algo.budget
+    next_checkpoint = (
+        (counters["env_steps"] // run.checkpoint_every + 1) * run.checkpoint_every
+        if run.checkpoint_every
+        else None
+    )
+    pending: list[tuple[int, dict[str, float]]] = []
+    metrics: dict[str, float] = {}
+    eval_return = None
+    window_start, window_steps = time.perf_counter(), counters["env_steps"]
+
+    def save() -> None:
+        registry.log_metrics(run_id, pending)
+        pending.clear()
+        registry.save_checkpoint(run_id, counters["env_steps"], checkpoint_bytes(algo, counters))
+        registry.update_progress(
+            run_id, env_steps=counters["env_steps"], hero_samples=counters["hero_samples"]
+        )
+
+    try:
+        while counters[budget_key] < run.steps:
+            it = algo.iterate()
+            counters["env_steps"] += it.env_steps
+            counters["hero_samples"] += it.hero_samples
+            counters["iterations"] += 1
+            finished = counters[budget_key] >= run.steps
+            if counters["iterations"] % run.log_every == 0 or finished:
+                now = time.perf_counter()
+                sps = (counters["env_steps"] - window_steps) / max(now - window_start, 1e-9)
+                window_start, window_steps = now, counters["env_steps"]
+                metrics = dict(it.metrics)
+                metrics["hero_samples"] = counters["hero_samples"]
+                metrics["perf/sps"] = sps
+                if run.eval_episodes:
+                    seed = sub_seed(run.seed, f"eval/{counters['env_steps']}")
+                    metrics |= prefixed("eval/", evaluate(algo, run.eval_episodes, seed))
+                    eval_return = metrics.get("eval/return")
+                pending.append((counters["env_steps"], metrics))
+                if on_progress:
+                    on_progress(
+                        Progress(
+                            env_steps=counters["env_steps"],
+                            hero_samples=counters["hero_samples"],
+                            budget=run.steps,
+                            done=counters[budget_key],
+                            sps=sps,
+                            eval_return=eval_return,
+                        )
+                    )
+            if finished or (next_checkpoint and counters["env_steps"] >= next_checkpoint):
+                save()
+                while next_checkpoint and next_checkpoint <= counters["env_steps"]:
+                    next_checkpoint += run.checkpoint_every
+    except KeyboardInterrupt:
+        registry.set_status(run_id, "interrupted", error="interrupted by the user or a signal")
+        raise
+    except Exception as exc:
+        registry.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    registry.set_status(run_id, "finished")
+    return TrainResult(
+        run_id=run_id,
+        status="finished",
+        env_steps=counters["env_steps"],
+        hero_samples=counters["hero_samples"],
+        metrics=metrics,
+    )
