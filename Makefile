@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python -m srpo_cli.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -35,7 +35,7 @@ def equilibria(
     labels, reward, cost = config.env.tables()
     try:
         found = find_rqe(reward, cost, tau, eps)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # bad tables; a best response that can't converge
         raise UserError(str(exc)) from None
     if json_:
         print_json(

@@ -82,6 +82,8 @@ class PPOSection:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     """0 disables gradient clipping."""
+    anneal_lr: bool = False
+    """Decay the learning rate linearly to 0 over the budget (settles noisy fixed points)."""
     norm_adv: bool = False
     clip_vloss: bool = False
     adam_eps: float = 1e-5

@@ -62,54 +62,62 @@ def _worst_case(utility: Vector, x: Vector, opponent: Vector, tau: float) -> Vec
     return w / w.sum()
 
 
-def _value(utility: Vector, x: Vector, opponent: Vector, tau: float, eps: float) -> float:
-    """U_i(x, opponent), via the closed form of the inner minimisation."""
-    ubar = x @ utility
-    value = opponent @ ubar
-    if tau > 0:
-        w = -tau * (ubar - value)
-        top = w.max()
-        # log E[exp(w)] without cancellation when tau is small and without overflow when large.
-        if top < 1:
-            log_mean = np.log1p(opponent @ np.expm1(w))
-        else:
-            log_mean = top + np.log(opponent @ np.exp(w - top))
-        value -= log_mean / tau
-    return float(value - eps * (x @ np.log(x)))
+def _risk_value(ubar: Vector, opponent: Vector, tau: float) -> float:
+    """min_p E_p[ubar] + KL(p || opponent) / tau, in closed form."""
+    mean = opponent @ ubar
+    if tau == 0:
+        return float(mean)
+    w = -tau * (ubar - mean)
+    top = w.max()
+    # log E[exp(w)] without cancellation when tau is small and without overflow when large.
+    if top < 1:
+        log_mean = np.log1p(opponent @ np.expm1(w))
+    else:
+        log_mean = top + np.log(opponent @ np.exp(w - top))
+    return float(mean - log_mean / tau)
 
 
 def best_response(utility: ArrayLike, opponent: ArrayLike, tau: float, eps: float) -> Vector:
     """argmax_x U_i(x, opponent) for the utility table u_i[a_i, a_j] (own action first).
 
-    Damped Newton on the simplex: the objective is strictly concave, so it converges from any
-    interior start, quadratically at the end, to about machine precision. It starts from the
-    risk-neutral response, exact at tau = 0.
+    Newton on the first-order condition eps * z = U p*(x) in logits z (x = softmax z), which
+    stays accurate when some probabilities are tiny. Its Jacobian eps I + tau U Cov_p U^T Cov_x
+    has eigenvalues >= eps, and its step always raises U_i, so backtracking on the strictly
+    concave U_i makes it converge from anywhere; near the answer it takes full steps and
+    converges quadratically. It starts from the risk-neutral response, exact at tau = 0.
     """
     utility, opponent = np.asarray(utility, dtype=float), np.asarray(opponent, dtype=float)
-    n = len(utility)
-    x = softmax(utility @ opponent / eps)
-    kkt = np.zeros((n + 1, n + 1))  # Newton step restricted to sum(step) = 0
-    kkt[:n, n] = kkt[n, :n] = 1.0
-    rhs = np.zeros(n + 1)
-    for _ in range(100):
+
+    def state(z: Vector) -> tuple[Vector, Vector, Vector, float]:
+        log_x = z - z.max()
+        log_x -= np.log(np.exp(log_x).sum())
+        x = np.exp(log_x)
         p = _worst_case(utility, x, opponent, tau)
+        value = _risk_value(x @ utility, opponent, tau) - eps * (x @ log_x)
+        return x, p, eps * z - utility @ p, value
+
+    z = utility @ opponent / eps
+    x, p, gap, value = state(z)
+    for _ in range(200):
         up = utility @ p
-        rhs[:n] = eps * np.log(x) - up  # minus the gradient, up to a constant
-        kkt[:n, :n] = -tau * ((utility * p) @ utility.T - np.outer(up, up)) - np.diag(eps / x)
-        step = np.linalg.solve(kkt, rhs)[:n]
-        decrement = -rhs[:n] @ step  # twice the predicted gain
-        falling = step < 0
-        t = min(1.0, 0.99 * np.min(x[falling] / -step[falling])) if falling.any() else 1.0
-        f0 = _value(utility, x, opponent, tau, eps)
-        if decrement > 1e-12 * (1 + abs(f0)):  # Armijo backtracking while gains beat roundoff
-            while t > 1e-9 and _value(utility, x + t * step, opponent, tau, eps) < (
-                f0 + 0.25 * t * decrement
-            ):
-                t /= 2
-        x = x + t * step
-        x /= x.sum()
-        if t == 1.0 and np.abs(step).max() < 1e-13:
+        cov_x = np.diag(x) - np.outer(x, x)
+        jacobian = (
+            eps * np.eye(len(z)) + tau * ((utility * p) @ utility.T - np.outer(up, up)) @ cov_x
+        )
+        step = -np.linalg.solve(jacobian, gap)
+        if np.abs(step).max() < 1e-11 * (1 + np.abs(z).max()):
             break
+        gain = -gap @ cov_x @ step  # d/dt U_i(softmax(z + t step)) at t = 0, >= 0
+        t = 1.0
+        new = state(z + step)
+        slack = 1e-13 * (1 + abs(value))  # roundoff: flat stretches must not stall the search
+        while new[3] < value + 1e-4 * t * gain - slack and t > 1e-9:
+            t /= 2
+            new = state(z + t * step)
+        z = z + t * step
+        x, p, gap, value = new
+    else:
+        raise RuntimeError(f"best response did not converge (tau={tau}, eps={eps}): too stiff")
     return x
 
 
@@ -138,7 +146,7 @@ def _validate(
     if min(taus) < 0:
         raise ValueError(f"tau must be >= 0 (0 is risk neutral), got {tau!r}")
     if eps <= 0:
-        raise ValueError(f"eps must be > 0: a quantal response needs bounded rationality, got {eps}")
+        raise ValueError(f"eps must be > 0 (a quantal response needs noise), got {eps}")
     return (r - c[0][:, None], r.T - c[1][:, None]), (float(taus[0]), float(taus[1]))
 
 
@@ -196,7 +204,7 @@ def find_rqe(
     tau: float | Sequence[float],
     eps: float,
     *,
-    grid: int = 400,
+    grid: int = 200,
     starts: int = 6,
     tol: float = 1e-8,
 ) -> list[Equilibrium]:
@@ -206,7 +214,8 @@ def find_rqe(
     scan resolution when a player has two actions (then the search is exhaustive up to roots
     closer than a grid cell, which the scan also probes); otherwise `starts` sets the lattice
     of starting points, C(starts + n - 1, n - 1) of them. Only points with residual < tol are
-    kept, deduplicated to 1e-6.
+    kept, deduplicated to 1e-6. RuntimeError if a best response is too stiff to converge (seen
+    only when tau * range(u) and range(u) / eps are both in the thousands).
     """
     utils, taus = _validate(reward, costs, tau, eps)
     if grid < 2 or starts < 1:

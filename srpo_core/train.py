@@ -6,14 +6,12 @@ env state, so a resumed run ends with exactly the weights of an uninterrupted on
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 
+from srpo_core import checkpoints
 from srpo_core.algos import ALGORITHMS
 from srpo_core.algos.base import Algorithm, make_generator, prefixed, sub_seed
 from srpo_core.config import Config, build_config
@@ -21,9 +19,6 @@ from srpo_core.envs import make_env
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.rollout import play_episodes
-
-CHECKPOINT_FORMAT = 1
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -73,25 +68,6 @@ def evaluate(algo: Algorithm, episodes: int, seed: int) -> dict[str, float]:
     return play_episodes(env, seats, generator).summary(algo.agents)
 
 
-def checkpoint_bytes(algo: Algorithm, counters: dict[str, int]) -> bytes:
-    buffer = io.BytesIO()
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "policies": {role: net.state_dict() for role, net in algo.policies().items()},
-        "algo": algo.state_dict(),
-        "counters": counters,
-    }
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-def read_checkpoint(payload: bytes, device: torch.device | str = "cpu") -> dict[str, Any]:
-    state = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"checkpoint format {state.get('format')} is not supported")
-    return state
-
-
 def train(
     config: Config,
     registry: Registry,
@@ -136,7 +112,7 @@ def resume(
     latest = registry.latest_checkpoint(run.id)
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
     if latest is not None:
-        state = read_checkpoint(registry.read_checkpoint(latest), algo.device)
+        state = checkpoints.from_bytes(registry.read_checkpoint(latest), algo.device)
         algo.load_state_dict(state["policies"], state["algo"])
         counters = state["counters"]
     registry.delete_metrics_after(run.id, latest.step if latest else -1)
@@ -167,13 +143,17 @@ def _loop(
     def save() -> None:
         registry.log_metrics(run_id, pending)
         pending.clear()
-        registry.save_checkpoint(run_id, counters["env_steps"], checkpoint_bytes(algo, counters))
+        policies = {role: net.state_dict() for role, net in algo.policies().items()}
+        payload = checkpoints.to_bytes(policies, algo.state_dict(), counters)
+        registry.save_checkpoint(run_id, counters["env_steps"], payload)
         registry.update_progress(
             run_id, env_steps=counters["env_steps"], hero_samples=counters["hero_samples"]
         )
 
     try:
         while counters[budget_key] < run.steps:
+            if config.ppo.anneal_lr:
+                algo.set_learning_rate(config.ppo.lr * (1 - counters[budget_key] / run.steps))
             it = algo.iterate()
             counters["env_steps"] += it.env_steps
             counters["hero_samples"] += it.hero_samples

@@ -28,10 +28,13 @@ PAPER_TABLE = {
 
 
 def risk_averse_utility(x_i, x_j, utility, tau, eps):
-    """U_i from its definition's closed form; utility[a_i, a_j]. Independent of the module."""
+    """U_i from its definition's closed form, independent of the module; utility[a_i, a_j].
+
+    x_i may be a stack of strategies (rows), giving one value per row.
+    """
     ubar = np.asarray(x_i) @ utility
-    inner = x_j @ ubar if tau == 0 else -logsumexp(-tau * ubar, b=x_j) / tau
-    return inner - eps * np.sum(x_i * np.log(x_i))
+    inner = ubar @ x_j if tau == 0 else -logsumexp(-tau * ubar, b=x_j, axis=-1) / tau
+    return inner - eps * np.sum(x_i * np.log(x_i), axis=-1)
 
 
 @pytest.mark.parametrize("tau", PAPER_TABLE)
@@ -46,7 +49,8 @@ def test_collab_defect_matches_paper(tau):
 def test_scan_probe_finds_roots_sharing_a_coarse_cell():
     # At grid=7 two of the three roots share a cell; only the |g| dip probe finds them.
     eqs = find_rqe(COLLAB_R, COLLAB_C, 0.8, EPS, grid=7)
-    np.testing.assert_allclose([e.strategies[0][0] for e in eqs], [0.7063, 0.5988, 0.4826], atol=1e-3)
+    got = [e.strategies[0][0] for e in eqs]
+    np.testing.assert_allclose(got, [0.7063, 0.5988, 0.4826], atol=1e-3)
 
 
 def test_free_riding_degree_and_json():
@@ -92,7 +96,7 @@ def _grid_argmax(objective, center, half_width, points=201):
     a, b = np.meshgrid(*(np.linspace(c - half_width, c + half_width, points) for c in center[:2]))
     xs = np.stack([a.ravel(), b.ravel(), 1 - a.ravel() - b.ravel()], axis=1)
     xs = xs[(xs > 1e-12).all(axis=1)]
-    return xs[np.argmax([objective(x) for x in xs])]
+    return xs[np.argmax(objective(xs))]
 
 
 def test_three_action_coordination_game_against_brute_force():

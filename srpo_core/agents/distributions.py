@@ -21,6 +21,10 @@ class Categorical:
     def __getitem__(self, index: torch.Tensor) -> Categorical:
         return Categorical(self.logits[index])
 
+    def frozen(self) -> Categorical:
+        """A copy that no later parameter update can change (a KL target)."""
+        return Categorical(self.logits.detach().clone())
+
     @property
     def probs(self) -> torch.Tensor:
         return self.logits.exp()
@@ -48,6 +52,10 @@ class DiagGaussian:
 
     def __getitem__(self, index: torch.Tensor) -> DiagGaussian:
         return DiagGaussian(self.mean[index], self.log_std[index])
+
+    def frozen(self) -> DiagGaussian:
+        """A copy that no later parameter update can change (a KL target)."""
+        return DiagGaussian(self.mean.detach().clone(), self.log_std.detach().clone())
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(

@@ -80,6 +80,15 @@ class Algorithm:
     def iterate(self) -> Iteration:
         raise NotImplementedError
 
+    def learners(self) -> list[Learner]:
+        """Every optimised network (SRPO adds its adversaries)."""
+        return list(self.heroes)
+
+    def set_learning_rate(self, lr: float) -> None:
+        for learner in self.learners():
+            for group in learner.optimizer.param_groups:
+                group["lr"] = lr
+
     def action_metrics(self, agent: int, batch: dict[str, torch.Tensor], prefix: str) -> dict:
         """Mean action probabilities over the rollout's states, for small action sets."""
         space = self.action_spaces[agent]

@@ -89,7 +89,9 @@ class Learner:
     def __init__(self, net: ActorCritic, ppo: PPOSection) -> None:
         self.net = net
         self.ppo = ppo
-        self.optimizer = torch.optim.Adam(net.parameters(), lr=ppo.lr, eps=ppo.adam_eps)
+        self.optimizer = torch.optim.Adam(
+            net.parameters(), lr=ppo.lr, eps=ppo.adam_eps, fused=True
+        )
 
     def optimise(self, size: int, loss_fn: LossFn, generator: torch.Generator) -> dict[str, float]:
         """Run the loss over shuffled minibatch indices; mean of each reported stat."""

@@ -88,6 +88,15 @@ class SRPO(Algorithm):
             net.load_state_dict({k: v for k, v in source.items() if k in net.state_dict()})
         return Learner(net, self.config.ppo)
 
+    def learners(self) -> list[Learner]:
+        return [*self.heroes, *(a for advs in self.adversaries for a in advs.values())]
+
+    @torch.no_grad()
+    def partner_target(self, partner: int, batch: Batch) -> Distribution:
+        """Partner ``partner``'s policy on the adversary seat's states: the KL target."""
+        flat = flatten(batch)
+        return self.heroes[partner].net.distribution(flat["obs"], flat.get("mask")).frozen()
+
     def iterate(self) -> Iteration:
         ppo, algo = self.config.ppo, self.config.algo
         rollouts = []
@@ -97,11 +106,10 @@ class SRPO(Algorithm):
                 for j in range(len(self.agents))
             ]
             rollouts.append(collect(runner, seats, ppo.num_steps, self.generator))
-        with torch.no_grad():  # the partners' current policies, before anyone updates
-            partners = [
-                {j: self.heroes[j].net.distribution(flatten(batches[j])["obs"]) for j in advs}
-                for advs, (batches, _) in zip(self.adversaries, rollouts, strict=True)
-            ]
+        partners = [  # the partners' current policies, before anyone updates
+            {j: self.partner_target(j, batches[j]) for j in advs}
+            for advs, (batches, _) in zip(self.adversaries, rollouts, strict=True)
+        ]
         metrics: dict[str, float] = {}
         for i, (agent, (batches, episodes)) in enumerate(zip(self.agents, rollouts, strict=True)):
             metrics |= prefixed(f"{agent}/vs_adversary/", episodes.summary(self.agents))

@@ -1,0 +1,89 @@
+"""The PPO core and the distributions against hand computations and torch.distributions."""
+
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+from srpo_core.agents.distributions import Categorical, DiagGaussian
+from srpo_core.algos.ppo import clipped_surrogate, explained_variance, gae, value_loss
+
+
+def test_gae_matches_hand_computation_with_episode_end():
+    # One env, three steps, the episode ends after step 1 (index 1).
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[0.5], [1.0], [1.5]])
+    dones = torch.tensor([[False], [True], [False]])
+    last_value = torch.tensor([2.0])
+    g, lam = 0.9, 0.8
+    d2 = 3.0 + g * 2.0 - 1.5  # bootstraps from last_value
+    d1 = 2.0 - 1.0  # episode ended: no bootstrap
+    d0 = 1.0 + g * 1.0 - 0.5
+    a2, a1 = d2, d1  # nothing flows back across the episode end
+    a0 = d0 + g * lam * a1
+    adv, ret = gae(rewards, values, dones, last_value, g, lam)
+    assert adv.squeeze(-1).tolist() == pytest.approx([a0, a1, a2])
+    assert ret.squeeze(-1).tolist() == pytest.approx([a0 + 0.5, a1 + 1.0, a2 + 1.5])
+
+
+def test_clipped_surrogate_hand_computed():
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 0.5, 1.1, 0.7]))
+    adv = torch.tensor([1.0, 1.0, -2.0, -1.0])
+    # min(r A, clip(r) A) with clip 0.2: 1.2, 0.5, -2.2, -0.8
+    loss, stats = clipped_surrogate(logp, old, adv, 0.2)
+    assert float(loss) == pytest.approx(-(1.2 + 0.5 - 2.2 - 0.8) / 4)
+    assert float(stats["clipfrac"]) == pytest.approx(0.75)
+    ratios = torch.tensor([1.5, 0.5, 1.1, 0.7])
+    assert float(stats["approx_kl"]) == pytest.approx(float(((ratios - 1) - ratios.log()).mean()))
+
+
+def test_value_loss_and_explained_variance():
+    v, old, ret = torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 2.0])
+    assert float(value_loss(v, old, ret, 0.5, clip_vloss=False)) == pytest.approx(0.5)
+    # clipped values are 0.5 and 0.5 -> squared errors 2.25 each dominate; 0.5 * 2.25
+    assert float(value_loss(v, old, ret, 0.5, clip_vloss=True)) == pytest.approx(1.125)
+    returns = torch.tensor([1.0, 2.0, 3.0])
+    assert explained_variance(returns, returns) == 1.0
+
+
+def test_categorical_matches_torch_and_exact_kl():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    ours, theirs = Categorical(a), D.Categorical(logits=a)
+    actions = torch.tensor([0, 1, 2, 3, 1])
+    assert torch.allclose(ours.log_prob(actions), theirs.log_prob(actions))
+    assert torch.allclose(ours.entropy(), theirs.entropy())
+    direct = (a.softmax(-1) * (a.log_softmax(-1) - b.log_softmax(-1))).sum(-1)
+    assert torch.allclose(ours.kl(Categorical(b)), direct, atol=1e-6)
+
+
+def test_categorical_mask_never_samples_illegal_actions():
+    logits = torch.zeros(1000, 3)
+    mask = torch.tensor([True, False, True]).expand(1000, 3)
+    actions = Categorical(logits, mask).sample(torch.Generator().manual_seed(1))
+    assert not (actions == 1).any()
+
+
+def test_gaussian_matches_torch_and_closed_form_kl():
+    mean_a, mean_b = torch.tensor([[0.3, -1.0]]), torch.tensor([[0.0, 0.5]])
+    ls_a, ls_b = torch.tensor([0.1, -0.4]), torch.tensor([-0.2, 0.3])
+    ours = DiagGaussian(mean_a, ls_a)
+    theirs = D.Independent(D.Normal(mean_a, ls_a.exp()), 1)
+    x = torch.tensor([[0.7, -0.2]])
+    assert torch.allclose(ours.log_prob(x), theirs.log_prob(x))
+    assert torch.allclose(ours.entropy(), theirs.entropy())
+    other = D.Independent(D.Normal(mean_b, ls_b.exp()), 1)
+    assert torch.allclose(ours.kl(DiagGaussian(mean_b, ls_b)), D.kl_divergence(theirs, other))
+
+
+def test_sampling_is_reproducible_from_the_generator():
+    dist = DiagGaussian(torch.zeros(3, 1), torch.zeros(1))
+    first = dist.sample(torch.Generator().manual_seed(7))
+    again = dist.sample(torch.Generator().manual_seed(7))
+    assert torch.equal(first, again)
+    draws = dist.sample(torch.Generator().manual_seed(8))
+    assert not torch.equal(first, draws)
+    big = DiagGaussian(torch.zeros(20000, 1), torch.tensor([math.log(2.0)]))
+    assert float(big.sample(torch.Generator().manual_seed(0)).std()) == pytest.approx(2.0, rel=0.03)

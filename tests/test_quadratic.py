@@ -1,0 +1,45 @@
+"""Two robots pushing: SRPO's Gaussian policies approach the closed-form RQE."""
+
+import pytest
+import torch
+
+from srpo_core.agents.load import load_policy
+from srpo_core.config import resolve
+from srpo_core.envs.quadratic import QuadraticEnv, rqe_mean
+from srpo_core.registry import Registry
+from srpo_core.train import train
+
+
+def test_rewards_by_hand():
+    config = resolve(flags={"env": {"name": "quadratic"}})
+    env = QuadraticEnv(config.env, num_envs=2, device="cpu", seed=0)
+    step = env.step([torch.tensor([[0.5], [1.0]]), torch.tensor([[0.25], [-1.0]])])
+    assert step.reward[0].tolist() == pytest.approx([-0.5 * 0.25**2, -0.5])
+    assert step.cost[0].tolist() == pytest.approx([0.125, 0.5])
+    assert step.cost[1].tolist() == pytest.approx([0.03125, 0.5])
+
+
+def test_closed_form_from_the_notes():
+    # srpo-notes section 4 with target 1, eps 1: tau 0 -> 1/3, tau 1 -> 0.4, tau 1.9 -> 0.4878
+    assert rqe_mean(1.0, 0.0, 1.0) == pytest.approx(0.3333, abs=1e-4)
+    assert rqe_mean(1.0, 1.0, 1.0) == pytest.approx(0.4)
+    assert rqe_mean(1.0, 1.9, 1.0) == pytest.approx(0.4878, abs=1e-4)
+
+
+@pytest.mark.parametrize("tau", [1.0, 1.9])
+def test_srpo_mean_approaches_the_rqe(registry_url, tau):
+    config = resolve(
+        flags={
+            "env": {"name": "quadratic"},
+            "algo": {"name": "srpo", "tau": tau, "eps": 1.0},
+            "run": {"seed": 0, "eval_episodes": 0},
+        },
+        sets=["run.log_every=100"],
+    )
+    target = rqe_mean(1.0, tau, 1.0)
+    with Registry(registry_url) as reg:
+        run_id = train(config, reg).run_id
+        for role in ("agent0", "agent1"):
+            dist = load_policy(reg, f"{run_id}/{role}").distribution(torch.ones(1, 1))
+            assert float(dist.mean) == pytest.approx(target, rel=0.10), role
+            assert float(dist.log_std.exp() ** 2) == pytest.approx(0.5, rel=0.10)  # eps / 2
