@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint clean
+.PHONY: setup demo test lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,14 +19,20 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# The collaborate/defect game: the RQE oracle, then IPPO (free-rides) and SRPO (both
+# collaborate, near the tau = 10 RQE) trained into a registry in out/demo/.
+DEMO := SRPO_REGISTRY=out/demo/srpo.db $(BIN)/srpo
 demo: $(STAMP)
-	$(BIN)/python -m srpo_cli.demo
+	rm -rf out/demo && mkdir -p out/demo
+	$(DEMO) equilibria --game collab-defect --tau 0 --eps 0.2
+	$(DEMO) equilibria --game collab-defect --tau 10 --eps 0.2
+	$(DEMO) train --env matrix --game collab-defect --algo ippo --eps 0.2 --seed 0
+	$(DEMO) train --env matrix --game collab-defect --algo srpo --tau 10 --eps 0.2 --seed 0
+	$(DEMO) runs list
+	@echo "registry: out/demo/srpo.db  (inspect a run: $(DEMO) runs show RUN_ID)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
-
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check srpo_core srpo_cli tests

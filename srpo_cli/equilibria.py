@@ -49,14 +49,20 @@ def equilibria(
         )
         return
     table = Table(
-        "player 0", "player 1", "E\\[c0]", "E\\[c1]", "free-riding",
+        "player 0",
+        "player 1",
+        "E\\[c0]",
+        "E\\[c1]",
+        "free-riding",
         title=f"RQE of {config.env.game}, tau={tau:g}, eps={eps:g}",
     )
     for e in found:
         c0, c1 = e.expected_costs(cost)
         table.add_row(
             *(_strategy(s, labels) for s in e.strategies),
-            f"{c0:.4f}", f"{c1:.4f}", f"{e.free_riding_degree(cost):.4f}",
+            f"{c0:.4f}",
+            f"{c1:.4f}",
+            f"{e.free_riding_degree(cost):.4f}",
         )
     console.print(table)
 

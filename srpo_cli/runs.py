@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from srpo_cli.common import JsonOption, RegistryOption, console, fmt, print_json
 
@@ -17,7 +17,9 @@ app = typer.Typer(help="List and inspect runs in the registry.", no_args_is_help
 def list_runs(
     env: Annotated[str | None, typer.Option(help="Only runs of this env.")] = None,
     algo: Annotated[str | None, typer.Option(help="Only runs of this algorithm.")] = None,
-    status: Annotated[str | None, typer.Option(help="running, finished, failed, interrupted.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="running, finished, failed, interrupted.")
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Only runs with this tag.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many (newest first).")] = None,
     registry: RegistryOption = None,
@@ -31,11 +33,19 @@ def list_runs(
     if json_:
         print_json([{k: v for k, v in asdict(r).items() if k != "config"} for r in runs])
         return
-    table = Table("id", "env", "algo", "tau", "eps", "seed", "status", "env steps", "created")
+    table = Table("env", "algo", "tau", "eps", "seed", "status", "env steps", "created")
+    table.columns.insert(0, Column("id", no_wrap=True))
     for r in runs:
         table.add_row(
-            r.id, r.env, r.algo, fmt(r.tau), fmt(r.eps), str(r.seed), r.status,
-            f"{r.env_steps:,}", r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.id,
+            r.env,
+            r.algo,
+            fmt(r.tau),
+            fmt(r.eps),
+            str(r.seed),
+            r.status,
+            f"{r.env_steps:,}",
+            r.created_at.strftime("%m-%d %H:%M"),
         )
     console.print(table)
 
@@ -63,8 +73,19 @@ def show(
         print_json(data)
         return
     console.print(f"[bold]run {info.id}[/bold]  {info.env} / {info.algo}  status {info.status}")
-    for key in ("tau", "eps", "seed", "env_steps", "hero_samples", "package_version",
-                "git_commit", "command", "created_at", "ended_at", "error"):
+    for key in (
+        "tau",
+        "eps",
+        "seed",
+        "env_steps",
+        "hero_samples",
+        "package_version",
+        "git_commit",
+        "command",
+        "created_at",
+        "ended_at",
+        "error",
+    ):
         if data[key] not in (None, ""):
             console.print(f"  {key}: {fmt(data[key])}", highlight=False)
     console.print(f"  policies: {', '.join(data['policies'])}", highlight=False)

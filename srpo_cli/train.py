@@ -102,11 +102,19 @@ def train(
             }
         )
     else:
-        ret = result.metrics.get("eval/return")
-        tail = f", eval return {ret:.4f}" if ret is not None else ""
         console.print(
-            f"run [bold]{result.run_id}[/bold] {result.status}: {result.env_steps:,} env steps{tail}"
+            f"run [bold]{result.run_id}[/bold] {result.status}: {result.env_steps:,} env steps"
         )
+        headline = {k: v for k, v in result.metrics.items() if _is_headline(k)}
+        if headline:
+            console.print("  " + "  ".join(f"{k} {v:.4f}" for k, v in headline.items()))
+
+
+def _is_headline(key: str) -> bool:
+    """The final numbers worth a glance: joint return, free-riding, action probabilities."""
+    return key in ("eval/return", "eval/free_riding") or (
+        key.startswith("agent") and key.count("/") == 2 and "/p/" in key
+    )
 
 
 def _progress_bar() -> Progress:

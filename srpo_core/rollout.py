@@ -17,8 +17,7 @@ from srpo_core.envs.base import BatchedEnv
 
 
 class Seat(Protocol):
-    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
-        ...
+    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution: ...
 
 
 @dataclass
@@ -51,7 +50,10 @@ class Episodes:
         reward, and for two agents the free-riding degree |E[c_0] - E[c_1]|."""
         if self.count == 0:
             return {}
-        out = {"team_reward": float(self.reward[0].mean()), "length": float(self.length.float().mean())}
+        out = {
+            "team_reward": float(self.reward[0].mean()),
+            "length": float(self.length.float().mean()),
+        }
         utility = self.reward - self.cost
         out["return"] = float(utility.mean())
         for i, name in enumerate(agents):
@@ -81,7 +83,9 @@ class Runner:
         self.ep_cost += step.cost
         self.ep_length += 1
         for key, value in step.info.items():
-            self.ep_info[key] = self.ep_info.get(key, torch.zeros_like(value, dtype=torch.float32)) + value
+            self.ep_info[key] = (
+                self.ep_info.get(key, torch.zeros_like(value, dtype=torch.float32)) + value
+            )
         done = step.done
         running = Episodes(self.ep_reward, self.ep_cost, self.ep_length, self.ep_info)
         finished = running.select(done)
@@ -168,7 +172,10 @@ def play_episodes(
     parts: list[Episodes] = []
     order: list[torch.Tensor] = []
     for _ in range(max_steps):
-        actions = [seat.distribution(obs).sample(generator) for seat, obs in zip(seats, runner.obs, strict=True)]
+        actions = [
+            seat.distribution(obs).sample(generator)
+            for seat, obs in zip(seats, runner.obs, strict=True)
+        ]
         done_before = seen.clone()
         step, finished = runner.step(actions)
         first = step.done & ~done_before

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+
 import torch
 
 from srpo_core import checkpoints
@@ -19,6 +20,7 @@ from srpo_core.envs import make_env
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.rollout import play_episodes
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -91,7 +93,9 @@ def train(
     )
     for role, net in algo.policies().items():
         spec = {"net": net.spec.to_dict(), "env_config": asdict(config.env)}
-        registry.register_policy(run_id=run_id, role=role, env=config.env.name, kind="trained", spec=spec)
+        registry.register_policy(
+            run_id=run_id, role=role, env=config.env.name, kind="trained", spec=spec
+        )
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
     return _loop(run_id, config, algo, registry, counters, on_progress)
 

@@ -24,7 +24,11 @@ class Cli:
     def __call__(self, *args: str, check: bool = True, timeout: float = 300):
         proc = subprocess.run(
             [sys.executable, "-m", "srpo_cli.main", *args],
-            cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout,
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"srpo {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -36,7 +40,11 @@ class Cli:
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "srpo_cli.main", *args],
-            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
 

@@ -15,10 +15,21 @@ from tests.conftest import Cli
 
 SMALL = ["--env", "matrix", "--set", "ppo.num_envs=64", "--set", "run.log_every=5"]
 REQUIRED_METRICS = [
-    "hero_samples", "perf/sps", "agent0/policy_loss", "agent0/value_loss", "agent0/entropy",
-    "agent0/approx_kl", "agent0/clipfrac", "agent0/explained_variance", "agent0/p/C",
-    "agent1/p/D", "agent0/adversary/kl_partner", "agent0/adversary/policy_loss",
-    "eval/return", "eval/agent0/cost", "eval/free_riding",
+    "hero_samples",
+    "perf/sps",
+    "agent0/policy_loss",
+    "agent0/value_loss",
+    "agent0/entropy",
+    "agent0/approx_kl",
+    "agent0/clipfrac",
+    "agent0/explained_variance",
+    "agent0/p/C",
+    "agent1/p/D",
+    "agent0/adversary/kl_partner",
+    "agent0/adversary/policy_loss",
+    "eval/return",
+    "eval/agent0/cost",
+    "eval/free_riding",
 ]
 
 
@@ -86,8 +97,22 @@ def wait_for_checkpoint(url: str, proc, timeout: float = 120) -> str:
 
 
 def test_resume_after_kill_gives_identical_weights(cli, registry_url):
-    args = [*SMALL, "--algo", "srpo", "--tau", "10", "--eps", "0.2", "--seed", "5",
-            "--steps", "20000", "--set", "run.checkpoint_every=3200", "--json"]
+    args = [
+        *SMALL,
+        "--algo",
+        "srpo",
+        "--tau",
+        "10",
+        "--eps",
+        "0.2",
+        "--seed",
+        "5",
+        "--steps",
+        "20000",
+        "--set",
+        "run.checkpoint_every=3200",
+        "--json",
+    ]
     proc = cli.popen("train", *args)
     run_id = wait_for_checkpoint(registry_url, proc)
     proc.send_signal(signal.SIGKILL)

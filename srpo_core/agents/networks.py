@@ -69,7 +69,9 @@ class ActorCritic(nn.Module):
         space = spec.action_space
         out = space.n if isinstance(space, Discrete) else space.dim
         self.trunk = mlp([spec.obs_dim, *hidden], spec.activation) if spec.shared_trunk else None
-        self.actor_body = None if spec.shared_trunk else mlp([spec.obs_dim, *hidden], spec.activation)
+        self.actor_body = (
+            None if spec.shared_trunk else mlp([spec.obs_dim, *hidden], spec.activation)
+        )
         self.actor_head = nn.Linear(width, out)
         self.critic_body = (
             mlp([spec.obs_dim, *hidden], spec.activation)

@@ -95,7 +95,8 @@ class Algorithm:
         if "probs" not in batch or not isinstance(space, Discrete) or space.n > 8:
             return {}
         labels = space.labels or tuple(str(a) for a in range(space.n))
-        return {f"{prefix}p/{label}": float(p) for label, p in zip(labels, batch["probs"])}
+        probs = batch["probs"].tolist()
+        return {f"{prefix}p/{label}": p for label, p in zip(labels, probs, strict=True)}
 
     def state_dict(self) -> dict[str, Any]:
         """Optimiser, RNG and env state (hero weights travel as `policies`)."""

@@ -25,7 +25,9 @@ class IPPO(Algorithm):
             self.runner, [h.net for h in self.heroes], ppo.num_steps, self.generator
         )
         metrics = prefixed("train/", episodes.summary(self.agents))
-        for i, (agent, hero, batch) in enumerate(zip(self.agents, self.heroes, batches, strict=True)):
+        for i, (agent, hero, batch) in enumerate(
+            zip(self.agents, self.heroes, batches, strict=True)
+        ):
             update, _ = hero_update(hero, batch, self.config.algo.eps, self.generator)
             metrics |= prefixed(f"{agent}/", update)
             metrics |= self.action_metrics(i, batch, f"{agent}/")

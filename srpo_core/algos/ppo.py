@@ -89,9 +89,7 @@ class Learner:
     def __init__(self, net: ActorCritic, ppo: PPOSection) -> None:
         self.net = net
         self.ppo = ppo
-        self.optimizer = torch.optim.Adam(
-            net.parameters(), lr=ppo.lr, eps=ppo.adam_eps, fused=True
-        )
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=ppo.lr, eps=ppo.adam_eps, fused=True)
 
     def optimise(self, size: int, loss_fn: LossFn, generator: torch.Generator) -> dict[str, float]:
         """Run the loss over shuffled minibatch indices; mean of each reported stat."""
@@ -162,9 +160,7 @@ def hero_update(
 
 def flatten(batch: Batch) -> Batch:
     """[T, B, ...] rollout tensors -> [T * B, ...]; per-rollout summaries are dropped."""
-    return {
-        k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k not in PER_ROLLOUT
-    }
+    return {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k not in PER_ROLLOUT}
 
 
 PER_ROLLOUT = ("last_value", "probs")

@@ -120,7 +120,9 @@ class SRPO(Algorithm):
                 adv_update = adversary_update(
                     adversary, batches[j], advantages, partners[i][j], algo, self.generator
                 )
-                prefix = f"{agent}/adversary/" if len(self.agents) == 2 else f"{agent}/adversary{j}/"
+                prefix = (
+                    f"{agent}/adversary/" if len(self.agents) == 2 else f"{agent}/adversary{j}/"
+                )
                 metrics |= prefixed(prefix, adv_update)
                 metrics |= self.action_metrics(j, batches[j], prefix)
         samples = ppo.num_envs * ppo.num_steps
@@ -129,7 +131,8 @@ class SRPO(Algorithm):
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {
             "adversaries": [
-                {j: learner.state_dict() for j, learner in advs.items()} for advs in self.adversaries
+                {j: learner.state_dict() for j, learner in advs.items()}
+                for advs in self.adversaries
             ],
             "runners": [runner.state_dict() for runner in self.runners],
         }
