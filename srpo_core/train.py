@@ -66,8 +66,7 @@ def evaluate(algo: Algorithm, episodes: int, seed: int) -> dict[str, float]:
     """The trained agents playing together, with a seed of its own (training RNG untouched)."""
     env = algo.make_env(episodes, sub_seed(seed, "eval-env"))
     generator = make_generator(algo.device, sub_seed(seed, "eval-actions"))
-    seats = list(algo.policies().values())
-    return play_episodes(env, seats, generator).summary(algo.agents)
+    return play_episodes(env, algo.seats(), generator).summary(algo.agents)
 
 
 def train(

@@ -13,6 +13,7 @@ from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.algos.ppo import Learner
 from srpo_core.config import Config
 from srpo_core.envs.base import BatchedEnv, Discrete
+from srpo_core.rollout import Seat
 
 EnvFactory = Callable[[int, int], BatchedEnv]
 """make_env(num_envs, seed) -> BatchedEnv"""
@@ -38,12 +39,22 @@ class Iteration:
 
 
 class Algorithm:
+    """Trains one hero per role, except the seats given as ``fixed`` (frozen policies such
+    as a pretrained Tag runner), which play along but never learn."""
+
     name = ""
 
-    def __init__(self, config: Config, make_env: EnvFactory, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: Config,
+        make_env: EnvFactory,
+        device: torch.device,
+        fixed: dict[int, Seat] | None = None,
+    ) -> None:
         self.config = config
         self.make_env = make_env
         self.device = device
+        self.fixed = dict(fixed or {})
         seed = config.run.seed
         probe = make_env(1, 0)
         self.agents = probe.agents
@@ -53,8 +64,17 @@ class Algorithm:
             for obs_dim, space in zip(probe.obs_dims, probe.action_spaces, strict=True)
         ]
         self.init_generator = make_generator(torch.device("cpu"), sub_seed(seed, "init"))
-        self.heroes = [Learner(self.build_net(spec), config.ppo) for spec in self.specs]
+        self.heroes = {
+            i: Learner(self.build_net(spec), config.ppo)
+            for i, spec in enumerate(self.specs)
+            if i not in self.fixed
+        }
         self.generator = make_generator(device, sub_seed(seed, "sample"))
+
+    def seats(self, replace: dict[int, Seat] | None = None) -> list[Seat]:
+        """Who sits where: heroes and fixed policies, with ``replace`` overriding seats."""
+        chosen = {**{i: h.net for i, h in self.heroes.items()}, **self.fixed, **(replace or {})}
+        return [chosen[i] for i in range(len(self.agents))]
 
     def net_spec(self, obs_dim: int, space, *, critic: bool) -> NetSpec:
         net = self.config.net
@@ -74,15 +94,15 @@ class Algorithm:
         return net.to(self.device)
 
     def policies(self) -> dict[str, ActorCritic]:
-        """The trained policy of each role: what checkpoints publish as partners."""
-        return {agent: hero.net for agent, hero in zip(self.agents, self.heroes, strict=True)}
+        """The trained policy of each trained role: what checkpoints publish as partners."""
+        return {self.agents[i]: hero.net for i, hero in self.heroes.items()}
 
     def iterate(self) -> Iteration:
         raise NotImplementedError
 
     def learners(self) -> list[Learner]:
         """Every optimised network (SRPO adds its adversaries)."""
-        return list(self.heroes)
+        return list(self.heroes.values())
 
     def set_learning_rate(self, lr: float) -> None:
         for learner in self.learners():
@@ -101,15 +121,17 @@ class Algorithm:
     def state_dict(self) -> dict[str, Any]:
         """Optimiser, RNG and env state (hero weights travel as `policies`)."""
         return {
-            "optimizers": [hero.optimizer.state_dict() for hero in self.heroes],
+            "optimizers": {
+                self.agents[i]: hero.optimizer.state_dict() for i, hero in self.heroes.items()
+            },
             "generator": self.generator.get_state(),
             "init_generator": self.init_generator.get_state(),
         }
 
     def load_state_dict(self, policies: dict[str, dict], state: dict[str, Any]) -> None:
-        for agent, hero, opt in zip(self.agents, self.heroes, state["optimizers"], strict=True):
-            hero.net.load_state_dict(policies[agent])
-            hero.optimizer.load_state_dict(opt)
+        for i, hero in self.heroes.items():
+            hero.net.load_state_dict(policies[self.agents[i]])
+            hero.optimizer.load_state_dict(state["optimizers"][self.agents[i]])
         self.generator.set_state(state["generator"])
         self.init_generator.set_state(state["init_generator"])
 

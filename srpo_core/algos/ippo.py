@@ -9,28 +9,30 @@ import torch
 from srpo_core.algos.base import Algorithm, EnvFactory, Iteration, prefixed, sub_seed
 from srpo_core.algos.ppo import hero_update
 from srpo_core.config import Config
-from srpo_core.rollout import Runner, collect
+from srpo_core.rollout import Runner, Seat, collect
 
 
 class IPPO(Algorithm):
     name = "ippo"
 
-    def __init__(self, config: Config, make_env: EnvFactory, device: torch.device) -> None:
-        super().__init__(config, make_env, device)
+    def __init__(
+        self,
+        config: Config,
+        make_env: EnvFactory,
+        device: torch.device,
+        fixed: dict[int, Seat] | None = None,
+    ) -> None:
+        super().__init__(config, make_env, device, fixed)
         self.runner = Runner(make_env(config.ppo.num_envs, sub_seed(config.run.seed, "env0")))
 
     def iterate(self) -> Iteration:
         ppo = self.config.ppo
-        batches, episodes = collect(
-            self.runner, [h.net for h in self.heroes], ppo.num_steps, self.generator
-        )
+        batches, episodes = collect(self.runner, self.seats(), ppo.num_steps, self.generator)
         metrics = prefixed("train/", episodes.summary(self.agents))
-        for i, (agent, hero, batch) in enumerate(
-            zip(self.agents, self.heroes, batches, strict=True)
-        ):
-            update, _ = hero_update(hero, batch, self.config.algo.eps, self.generator)
-            metrics |= prefixed(f"{agent}/", update)
-            metrics |= self.action_metrics(i, batch, f"{agent}/")
+        for i, hero in self.heroes.items():
+            update, _ = hero_update(hero, batches[i], self.config.algo.eps, self.generator)
+            metrics |= prefixed(f"{self.agents[i]}/", update)
+            metrics |= self.action_metrics(i, batches[i], f"{self.agents[i]}/")
         samples = ppo.num_envs * ppo.num_steps
         return Iteration(metrics, env_steps=samples, hero_samples=samples)
 

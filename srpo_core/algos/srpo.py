@@ -27,7 +27,7 @@ from srpo_core.algos.ppo import (
     normalise,
 )
 from srpo_core.config import AlgoSection, Config
-from srpo_core.rollout import Runner, collect
+from srpo_core.rollout import Runner, Seat, collect
 
 
 def adversary_update(
@@ -69,16 +69,24 @@ def adversary_update(
 class SRPO(Algorithm):
     name = "srpo"
 
-    def __init__(self, config: Config, make_env: EnvFactory, device: torch.device) -> None:
-        super().__init__(config, make_env, device)
-        seed, n = config.run.seed, len(self.agents)
+    def __init__(
+        self,
+        config: Config,
+        make_env: EnvFactory,
+        device: torch.device,
+        fixed: dict[int, Seat] | None = None,
+    ) -> None:
+        super().__init__(config, make_env, device, fixed)
+        seed = config.run.seed
         # adversaries[i][j]: hero i's adversary in partner seat j (an actor, no critic).
-        self.adversaries: list[dict[int, Learner]] = []
-        for i in range(n):
-            self.adversaries.append({j: self.make_adversary(j) for j in range(n) if j != i})
-        self.runners = [
-            Runner(make_env(config.ppo.num_envs, sub_seed(seed, f"env{i}"))) for i in range(n)
-        ]
+        # Partners are the other trained seats; fixed seats (opponents) keep their policy.
+        self.adversaries = {
+            i: {j: self.make_adversary(j) for j in self.heroes if j != i} for i in self.heroes
+        }
+        self.runners = {
+            i: Runner(make_env(config.ppo.num_envs, sub_seed(seed, f"env{i}")))
+            for i in self.heroes
+        }
 
     def make_adversary(self, partner: int) -> Learner:
         spec = self.specs[partner]
@@ -89,7 +97,8 @@ class SRPO(Algorithm):
         return Learner(net, self.config.ppo)
 
     def learners(self) -> list[Learner]:
-        return [*self.heroes, *(a for advs in self.adversaries for a in advs.values())]
+        adversaries = [a for advs in self.adversaries.values() for a in advs.values()]
+        return [*self.heroes.values(), *adversaries]
 
     @torch.no_grad()
     def partner_target(self, partner: int, batch: Batch) -> Distribution:
@@ -97,50 +106,50 @@ class SRPO(Algorithm):
         flat = flatten(batch)
         return self.heroes[partner].net.distribution(flat["obs"], flat.get("mask")).frozen()
 
+    def adversary_prefix(self, hero: int, partner: int) -> str:
+        solo = len(self.adversaries[hero]) == 1
+        return f"{self.agents[hero]}/adversary/" + ("" if solo else f"{self.agents[partner]}/")
+
     def iterate(self) -> Iteration:
         ppo, algo = self.config.ppo, self.config.algo
-        rollouts = []
-        for i, runner in enumerate(self.runners):
-            seats = [
-                self.heroes[j].net if j == i else self.adversaries[i][j].net
-                for j in range(len(self.agents))
-            ]
-            rollouts.append(collect(runner, seats, ppo.num_steps, self.generator))
-        partners = [  # the partners' current policies, before anyone updates
-            {j: self.partner_target(j, batches[j]) for j in advs}
-            for advs, (batches, _) in zip(self.adversaries, rollouts, strict=True)
-        ]
+        rollouts = {}
+        for i, runner in self.runners.items():
+            seats = self.seats({j: adversary.net for j, adversary in self.adversaries[i].items()})
+            rollouts[i] = collect(runner, seats, ppo.num_steps, self.generator)
+        partners = {  # the partners' current policies, before anyone updates
+            i: {j: self.partner_target(j, rollouts[i][0][j]) for j in advs}
+            for i, advs in self.adversaries.items()
+        }
         metrics: dict[str, float] = {}
-        for i, (agent, (batches, episodes)) in enumerate(zip(self.agents, rollouts, strict=True)):
+        for i, hero in self.heroes.items():
+            agent, (batches, episodes) = self.agents[i], rollouts[i]
             metrics |= prefixed(f"{agent}/vs_adversary/", episodes.summary(self.agents))
-            update, advantages = hero_update(self.heroes[i], batches[i], algo.eps, self.generator)
+            update, advantages = hero_update(hero, batches[i], algo.eps, self.generator)
             metrics |= prefixed(f"{agent}/", update)
             metrics |= self.action_metrics(i, batches[i], f"{agent}/")
             for j, adversary in self.adversaries[i].items():
                 adv_update = adversary_update(
                     adversary, batches[j], advantages, partners[i][j], algo, self.generator
                 )
-                prefix = (
-                    f"{agent}/adversary/" if len(self.agents) == 2 else f"{agent}/adversary{j}/"
-                )
+                prefix = self.adversary_prefix(i, j)
                 metrics |= prefixed(prefix, adv_update)
                 metrics |= self.action_metrics(j, batches[j], prefix)
         samples = ppo.num_envs * ppo.num_steps
-        return Iteration(metrics, env_steps=samples * len(self.agents), hero_samples=samples)
+        return Iteration(metrics, env_steps=samples * len(self.heroes), hero_samples=samples)
 
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {
-            "adversaries": [
-                {j: learner.state_dict() for j, learner in advs.items()}
-                for advs in self.adversaries
-            ],
-            "runners": [runner.state_dict() for runner in self.runners],
+            "adversaries": {
+                i: {j: learner.state_dict() for j, learner in advs.items()}
+                for i, advs in self.adversaries.items()
+            },
+            "runners": {i: runner.state_dict() for i, runner in self.runners.items()},
         }
 
     def load_state_dict(self, policies: dict[str, dict], state: dict[str, Any]) -> None:
         super().load_state_dict(policies, state)
-        for advs, saved in zip(self.adversaries, state["adversaries"], strict=True):
+        for i, advs in self.adversaries.items():
             for j, learner in advs.items():
-                learner.load_state_dict(saved[j])
-        for runner, saved in zip(self.runners, state["runners"], strict=True):
-            runner.load_state_dict(saved)
+                learner.load_state_dict(state["adversaries"][i][j])
+        for i, runner in self.runners.items():
+            runner.load_state_dict(state["runners"][i])
