@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from srpo_cli import equilibria, runs, train
+from srpo_cli import bench, equilibria, runs, train
 from srpo_cli.common import err_console
 from srpo_core.errors import UserError
 
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command("train")(train.train)
 app.command("equilibria")(equilibria.equilibria)
+app.command("bench")(bench.bench)
 app.add_typer(runs.app, name="runs")
 
 

@@ -26,8 +26,13 @@ def _interrupt(signum, frame):  # SIGTERM ends a run like Ctrl-C: status 'interr
 
 
 def train(
-    env: Annotated[str | None, typer.Option(help="Env family: matrix, quadratic.")] = None,
+    env: Annotated[
+        str | None, typer.Option(help="Env family: matrix, quadratic, gridworld, tag.")
+    ] = None,
     game: Annotated[str | None, typer.Option(help="Matrix game name (env.game).")] = None,
+    role: Annotated[
+        str | None, typer.Option(help="Tag: chasers (default) or runner (env.role).")
+    ] = None,
     algo: Annotated[str | None, typer.Option(help="ippo or srpo.")] = None,
     tau: Annotated[float | None, typer.Option(help="Risk aversion (SRPO); 0 is IPPO.")] = None,
     eps: Annotated[float | None, typer.Option(help="Bounded rationality (entropy bonus).")] = None,
@@ -57,7 +62,7 @@ def train(
     from srpo_core.registry import Registry
 
     if resume:
-        given = [env, game, algo, tau, eps, seed, steps, device, preset, set_, config_from]
+        given = [env, game, role, algo, tau, eps, seed, steps, device, preset, set_, config_from]
         if any(v for v in given if v not in (None, [])):
             raise UserError("--resume takes no config options: a run resumes as it was")
     reg = Registry(registry, create=not (resume or config_from))
@@ -66,7 +71,7 @@ def train(
         config = cfg.resolve(
             presets=preset or [],
             flags={
-                "env": {"name": env, "game": game},
+                "env": {"name": env, "game": game, "role": role},
                 "algo": {"name": algo, "tau": tau, "eps": eps},
                 "run": {"seed": seed, "steps": steps, "device": device},
             },

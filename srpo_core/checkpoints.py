@@ -23,7 +23,10 @@ def to_bytes(
 
 
 def from_bytes(payload: bytes, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load without unpickling code (weights_only): a checkpoint can't run anything."""
+    """Load without unpickling code (weights_only): a checkpoint can't run anything.
+
+    Resume loads to CPU: RNG states must stay CPU tensors, and modules, optimisers and
+    runners move what they restore onto their own device."""
     try:
         state = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
     except Exception as exc:  # torch raises several types for a bad file

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import torch
 
 from srpo_core.agents.distributions import Categorical, Distribution
-from srpo_core.envs.base import BatchedEnv
+from srpo_core.envs.base import BatchedEnv, Step
 
 
 class Seat(Protocol):
@@ -45,17 +45,19 @@ class Episodes:
     def count(self) -> int:
         return int(self.length.numel())
 
-    def summary(self, agents: tuple[str, ...]) -> dict[str, float]:
-        """Mean per-episode figures: each agent's return (reward - cost) and cost, the team
-        reward, and for two agents the free-riding degree |E[c_0] - E[c_1]|."""
+    def summary(self, agents: tuple[str, ...], team: list[int] | None = None) -> dict[str, float]:
+        """Mean per-episode figures: each agent's return (reward - cost) and cost; for the
+        ``team`` (the learning seats; all by default) the shared reward and mean return; for
+        two agents the free-riding degree |E[c_0] - E[c_1]|."""
         if self.count == 0:
             return {}
-        out = {
-            "team_reward": float(self.reward[0].mean()),
-            "length": float(self.length.float().mean()),
-        }
+        team = list(range(len(agents))) if team is None else team
         utility = self.reward - self.cost
-        out["return"] = float(utility.mean())
+        out = {
+            "team_reward": float(self.reward[team[0]].mean()),
+            "length": float(self.length.float().mean()),
+            "return": float(utility[team].mean()),
+        }
         for i, name in enumerate(agents):
             out[f"{name}/return"] = float(utility[i].mean())
             out[f"{name}/cost"] = float(self.cost[i].mean())
@@ -67,55 +69,64 @@ class Episodes:
 
 
 class Runner:
+    """An env, its current observations and the running sums of its unfinished episodes.
+
+    The sums live in one [rows, num_envs] tensor (each agent's reward, each agent's cost,
+    the length, then the env's info counters), so a step adds one tensor, however many
+    counters the env reports."""
+
     def __init__(self, env: BatchedEnv) -> None:
         self.env = env
         self.obs = env.reset()
-        shape = (env.num_agents, env.num_envs)
-        self.ep_reward = torch.zeros(shape, device=env.device)
-        self.ep_cost = torch.zeros(shape, device=env.device)
-        self.ep_length = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
-        self.ep_info: dict[str, torch.Tensor] = {}
+        self.info_keys: tuple[str, ...] | None = None
+        self.sums: torch.Tensor | None = None
+        self.ones = torch.ones(1, env.num_envs, device=env.device)
 
-    def step(self, actions: list[torch.Tensor]) -> tuple[Any, Episodes]:
-        """Step the env; returns the step and the episodes it completed."""
+    def step(self, actions: list[torch.Tensor]) -> tuple[Step, Episodes | None]:
+        """Step the env; returns the step and the episodes it completed (None if none)."""
         step = self.env.step(actions)
-        self.ep_reward += step.reward
-        self.ep_cost += step.cost
-        self.ep_length += 1
-        for key, value in step.info.items():
-            self.ep_info[key] = (
-                self.ep_info.get(key, torch.zeros_like(value, dtype=torch.float32)) + value
-            )
-        done = step.done
-        running = Episodes(self.ep_reward, self.ep_cost, self.ep_length, self.ep_info)
-        finished = running.select(done)
-        keep = (~done).float()
-        self.ep_reward = self.ep_reward * keep
-        self.ep_cost = self.ep_cost * keep
-        self.ep_length = self.ep_length * (~done).long()
-        self.ep_info = {k: v * keep for k, v in self.ep_info.items()}
+        if self.info_keys is None:
+            self.info_keys = tuple(step.info)
+            rows = 2 * self.env.num_agents + 1 + len(self.info_keys)
+            self.sums = torch.zeros(rows, self.env.num_envs, device=self.env.device)
+        parts = [step.reward, step.cost, self.ones]
+        if self.info_keys:
+            parts.append(torch.stack([step.info[k] for k in self.info_keys]).float())
+        self.sums += torch.cat(parts)
+        finished = None
+        if bool(step.done.any()):
+            finished = self.episodes(self.sums[:, step.done])
+            self.sums *= ~step.done
         self.obs = step.obs
         return step, finished
+
+    def episodes(self, columns: torch.Tensor) -> Episodes:
+        n = self.env.num_agents
+        info = {key: columns[2 * n + 1 + j] for j, key in enumerate(self.info_keys or ())}
+        return Episodes(columns[:n], columns[n : 2 * n], columns[2 * n], info)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "env": self.env.state_dict(),
             "obs": self.obs,
-            "ep_reward": self.ep_reward,
-            "ep_cost": self.ep_cost,
-            "ep_length": self.ep_length,
-            "ep_info": self.ep_info,
+            "info_keys": list(self.info_keys) if self.info_keys is not None else None,
+            "sums": self.sums,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.env.load_state_dict(state["env"])
-        self.obs = state["obs"]
-        self.ep_reward, self.ep_cost = state["ep_reward"], state["ep_cost"]
-        self.ep_length, self.ep_info = state["ep_length"], state["ep_info"]
+        device = self.env.device
+        self.obs = [obs.to(device) for obs in state["obs"]]
+        keys = state["info_keys"]
+        self.info_keys = tuple(keys) if keys is not None else None
+        self.sums = state["sums"].to(device) if state["sums"] is not None else None
 
 
-def concat(episodes: list[Episodes]) -> Episodes:
-    keys = episodes[0].info.keys() if episodes else ()
+def concat(episodes: list[Episodes], num_agents: int) -> Episodes:
+    """Episodes side by side; zero columns when the list is empty."""
+    if not episodes:
+        return Episodes(torch.zeros(num_agents, 0), torch.zeros(num_agents, 0), torch.zeros(0))
+    keys = episodes[0].info.keys()
     return Episodes(
         reward=torch.cat([e.reward for e in episodes], 1),
         cost=torch.cat([e.cost for e in episodes], 1),
@@ -129,36 +140,45 @@ def collect(
     runner: Runner, seats: list[Seat], num_steps: int, generator: torch.Generator
 ) -> tuple[list[dict[str, torch.Tensor]], Episodes]:
     """Play ``num_steps`` steps; per seat a dict of [T, B, ...] tensors (obs, actions, logp,
-    utility, dones, values and last_value where the seat has a critic, mean action probs)."""
-    records: list[dict[str, list[torch.Tensor]]] = [dict() for _ in seats]
-    finished = []
+    utility, dones, values and last_value where the seat has a critic, mean action probs).
+
+    Only the acting forward pass runs per step; log-probs, values and probabilities are
+    computed once over the whole rollout afterwards (the policies do not change within
+    a rollout, so the numbers are the same and the per-step overhead is much lower).
+    """
+    obs: list[list[torch.Tensor]] = [[] for _ in seats]
+    actions: list[list[torch.Tensor]] = [[] for _ in seats]
+    utility, dones, finished = [], [], []
     for _ in range(num_steps):
-        actions = []
-        for seat, obs, rec in zip(seats, runner.obs, records, strict=True):
-            dist = seat.distribution(obs)
-            action = dist.sample(generator)
-            actions.append(action)
-            rec.setdefault("obs", []).append(obs)
-            rec.setdefault("actions", []).append(action)
-            rec.setdefault("logp", []).append(dist.log_prob(action))
-            if isinstance(dist, Categorical):
-                rec.setdefault("probs", []).append(dist.probs.mean(0))
-            if getattr(seat, "critic_head", None) is not None:
-                rec.setdefault("values", []).append(seat.value(obs))
-        step, done_episodes = runner.step(actions)
-        finished.append(done_episodes)
-        for i, rec in enumerate(records):
-            rec.setdefault("utility", []).append(step.reward[i] - step.cost[i])
-            rec.setdefault("dones", []).append(step.done)
+        joint = []
+        for i, seat in enumerate(seats):
+            action = seat.distribution(runner.obs[i]).sample(generator)
+            obs[i].append(runner.obs[i])
+            actions[i].append(action)
+            joint.append(action)
+        step, done_episodes = runner.step(joint)
+        if done_episodes is not None:
+            finished.append(done_episodes)
+        utility.append(step.reward - step.cost)
+        dones.append(step.done)
+    all_utility, all_dones = torch.stack(utility), torch.stack(dones)
     batches = []
-    for seat, obs, rec in zip(seats, runner.obs, records, strict=True):
-        batch = {k: torch.stack(v) for k, v in rec.items()}
-        if "probs" in batch:
-            batch["probs"] = batch["probs"].mean(0)
-        if "values" in batch:
-            batch["last_value"] = seat.value(obs)
+    for i, seat in enumerate(seats):
+        batch = {
+            "obs": torch.stack(obs[i]),
+            "actions": torch.stack(actions[i]),
+            "utility": all_utility[:, i],
+            "dones": all_dones,
+        }
+        dist = seat.distribution(batch["obs"])
+        batch["logp"] = dist.log_prob(batch["actions"])
+        if isinstance(dist, Categorical):
+            batch["probs"] = dist.probs.reshape(-1, dist.probs.shape[-1]).mean(0)
+        if getattr(seat, "critic_head", None) is not None:
+            batch["values"] = seat.value(batch["obs"])
+            batch["last_value"] = seat.value(runner.obs[i])
         batches.append(batch)
-    return batches, concat(finished)
+    return batches, concat(finished, len(seats))
 
 
 @torch.no_grad()
@@ -176,13 +196,13 @@ def play_episodes(
             seat.distribution(obs).sample(generator)
             for seat, obs in zip(seats, runner.obs, strict=True)
         ]
-        done_before = seen.clone()
         step, finished = runner.step(actions)
-        first = step.done & ~done_before
-        if bool(first.any()):
-            parts.append(finished.select(first[step.done]))
-            order.append(torch.nonzero(first).squeeze(-1))
+        if finished is None:
+            continue
+        first = step.done & ~seen
+        parts.append(finished.select(first[step.done]))
+        order.append(torch.nonzero(first).squeeze(-1))
         seen |= step.done
         if bool(seen.all()):
             break
-    return concat(parts).select(torch.argsort(torch.cat(order)))
+    return concat(parts, len(seats)).select(torch.argsort(torch.cat(order)))

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from srpo_core import checkpoints
+from srpo_core.agents.load import load_seat
 from srpo_core.algos import ALGORITHMS
 from srpo_core.algos.base import Algorithm, make_generator, prefixed, sub_seed
 from srpo_core.config import Config, build_config
@@ -51,7 +52,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_algorithm(config: Config) -> Algorithm:
+def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
+    """The algorithm with its env factory; seats the env config freezes (e.g. a Tag
+    runner) are loaded from the registry and play along without learning. Without a
+    registry only scripted policies can be seated (benchmarks)."""
     device = resolve_device(config.run.device)
     torch.set_num_threads(config.run.threads)
     env_config = config.env
@@ -59,14 +63,28 @@ def build_algorithm(config: Config) -> Algorithm:
     def factory(num_envs: int, seed: int):
         return make_env(env_config, num_envs, device, seed)
 
-    return ALGORITHMS[config.algo.name](config, factory, device)
+    fixed = {}
+    frozen = env_config.frozen_seats() if hasattr(env_config, "frozen_seats") else {}
+    if frozen:
+        probe = factory(1, 0)
+        for seat, ref in frozen.items():
+            index = probe.agents.index(seat)
+            fixed[index] = load_seat(
+                registry,
+                ref,
+                env_config=env_config,
+                seat=seat,
+                obs_dim=probe.obs_dims[index],
+                device=device,
+            )
+    return ALGORITHMS[config.algo.name](config, factory, device, fixed)
 
 
 def evaluate(algo: Algorithm, episodes: int, seed: int) -> dict[str, float]:
     """The trained agents playing together, with a seed of its own (training RNG untouched)."""
     env = algo.make_env(episodes, sub_seed(seed, "eval-env"))
     generator = make_generator(algo.device, sub_seed(seed, "eval-actions"))
-    return play_episodes(env, algo.seats(), generator).summary(algo.agents)
+    return play_episodes(env, algo.seats(), generator).summary(algo.agents, list(algo.heroes))
 
 
 def train(
@@ -78,7 +96,7 @@ def train(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
     """Start a new run of ``config`` in ``registry`` and train it to its budget."""
-    algo = build_algorithm(config)
+    algo = build_algorithm(config, registry)
     config.run.device = str(algo.device)
     run_id = registry.create_run(
         env=config.env.name,
@@ -111,11 +129,11 @@ def resume(
     if run.status == "finished":
         raise UserError(f"run {run.id} already finished; nothing to resume")
     config = build_config(run.config)
-    algo = build_algorithm(config)
+    algo = build_algorithm(config, registry)
     latest = registry.latest_checkpoint(run.id)
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
     if latest is not None:
-        state = checkpoints.from_bytes(registry.read_checkpoint(latest), algo.device)
+        state = checkpoints.from_bytes(registry.read_checkpoint(latest))
         algo.load_state_dict(state["policies"], state["algo"])
         counters = state["counters"]
     registry.delete_metrics_after(run.id, latest.step if latest else -1)

@@ -28,7 +28,7 @@ class IPPO(Algorithm):
     def iterate(self) -> Iteration:
         ppo = self.config.ppo
         batches, episodes = collect(self.runner, self.seats(), ppo.num_steps, self.generator)
-        metrics = prefixed("train/", episodes.summary(self.agents))
+        metrics = prefixed("train/", episodes.summary(self.agents, list(self.heroes)))
         for i, hero in self.heroes.items():
             update, _ = hero_update(hero, batches[i], self.config.algo.eps, self.generator)
             metrics |= prefixed(f"{self.agents[i]}/", update)

@@ -123,7 +123,8 @@ class SRPO(Algorithm):
         metrics: dict[str, float] = {}
         for i, hero in self.heroes.items():
             agent, (batches, episodes) = self.agents[i], rollouts[i]
-            metrics |= prefixed(f"{agent}/vs_adversary/", episodes.summary(self.agents))
+            summary = episodes.summary(self.agents, [i])
+            metrics |= prefixed(f"{agent}/vs_adversary/", summary)
             update, advantages = hero_update(hero, batches[i], algo.eps, self.generator)
             metrics |= prefixed(f"{agent}/", update)
             metrics |= self.action_metrics(i, batches[i], f"{agent}/")

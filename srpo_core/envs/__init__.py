@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from srpo_core.envs.base import BatchedEnv
+from srpo_core.envs.gridworld import GridworldEnv, GridworldEnvConfig
 from srpo_core.envs.matrix import MatrixEnv, MatrixEnvConfig
 from srpo_core.envs.quadratic import QuadraticEnv, QuadraticEnvConfig
+from srpo_core.envs.tag import TagEnv, TagEnvConfig
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class EnvFamily:
 ENVS: dict[str, EnvFamily] = {
     "matrix": EnvFamily(MatrixEnvConfig, MatrixEnv, "matrix"),
     "quadratic": EnvFamily(QuadraticEnvConfig, QuadraticEnv, "quadratic"),
+    "gridworld": EnvFamily(GridworldEnvConfig, GridworldEnv, "gridworld-ippo"),
+    "tag": EnvFamily(TagEnvConfig, TagEnv, "tag-ippo"),
 }
 
 

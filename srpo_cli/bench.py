@@ -1,0 +1,74 @@
+"""`srpo bench`: env-only vs training steps/s, as a table and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from srpo_cli.common import JsonOption, console, print_json
+
+
+def bench(
+    env: Annotated[str, typer.Option(help="Env family to measure.")],
+    preset: Annotated[
+        list[str] | None, typer.Option(help="Preset(s) for the training config.")
+    ] = None,
+    batch: Annotated[
+        str, typer.Option(help="Comma-separated numbers of envs stepped together.")
+    ] = "8,64,512",
+    algo: Annotated[str, typer.Option(help="ippo or srpo for the training rows.")] = "ippo",
+    seconds: Annotated[float, typer.Option(help="Measuring time per row.")] = 5.0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Config overrides section.key=value.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON here.")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Measure env-only and full-training throughput for a few batch sizes."""
+    from srpo_core import bench as benchmarks
+    from srpo_core import config as cfg
+    from srpo_core.errors import UserError
+
+    try:
+        sizes = [int(b) for b in batch.split(",")]
+    except ValueError:
+        raise UserError(f"--batch takes comma-separated integers, got '{batch}'") from None
+    tau = 10.0 if algo == "srpo" else 0.0
+    rows = []
+    for size in sizes:
+        config = cfg.resolve(
+            presets=preset or [],
+            flags={"env": {"name": env}, "algo": {"name": algo, "tau": tau}},
+            sets=[*(set_ or []), f"ppo.num_envs={size}"],
+        )
+        rows.append(benchmarks.bench_env(config, size, seconds))
+        rows.append(benchmarks.bench_train(config, seconds))
+    report = {
+        "env": env,
+        "algo": algo,
+        "device": config.run.device,
+        "threads": config.run.threads,
+        "rows": [r.to_dict() for r in rows],
+    }
+    if out:
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    if json_:
+        print_json(report)
+        return
+    table = Table(
+        "kind",
+        "envs",
+        "steps/rollout",
+        "env steps/s",
+        title=f"{env} ({algo}, {config.run.device}, {config.run.threads} thread(s))",
+    )
+    for r in rows:
+        rollout = "-" if r.kind == "env" else str(r.num_steps)
+        table.add_row(r.kind, str(r.num_envs), rollout, f"{r.steps_per_second:,.0f}")
+    console.print(table)
+    if out:
+        console.print(f"wrote {out}")

@@ -1,0 +1,91 @@
+"""Throughput benchmarks: env-only steps/s and full training steps/s per batch size.
+
+Numbers, not assertions: `srpo bench` prints them as a table and writes JSON, so speed
+targets are checked by reading a benchmark, never by timed tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from srpo_core.algos.base import make_generator
+from srpo_core.config import Config
+from srpo_core.envs import make_env
+from srpo_core.envs.base import Box, Discrete
+from srpo_core.train import build_algorithm, resolve_device
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    kind: str
+    """env (random actions, no learning) or train (rollouts + updates)."""
+    num_envs: int
+    num_steps: int
+    env_steps: int
+    seconds: float
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.env_steps / self.seconds
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "num_envs": self.num_envs,
+            "num_steps": self.num_steps,
+            "env_steps": self.env_steps,
+            "seconds": round(self.seconds, 4),
+            "steps_per_second": round(self.steps_per_second, 1),
+        }
+
+
+def bench_env(config: Config, num_envs: int, seconds: float) -> BenchRow:
+    """Step the env with uniformly random actions for about ``seconds``."""
+    device = resolve_device(config.run.device)
+    torch.set_num_threads(config.run.threads)
+    env = make_env(config.env, num_envs, device, seed=0)
+    generator = make_generator(device, 0)
+    env.reset()
+
+    def random_actions() -> list[torch.Tensor]:
+        out = []
+        for space in env.action_spaces:
+            if isinstance(space, Discrete):
+                out.append(torch.randint(space.n, (num_envs,), generator=generator, device=device))
+            else:
+                assert isinstance(space, Box)
+                out.append(torch.randn(num_envs, space.dim, generator=generator, device=device))
+        return out
+
+    for _ in range(3):  # warm-up
+        env.step(random_actions())
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(10):
+            env.step(random_actions())
+        steps += 10
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    if hasattr(env, "close"):
+        env.close()
+    return BenchRow("env", num_envs, 1, steps * num_envs, elapsed)
+
+
+def bench_train(config: Config, seconds: float) -> BenchRow:
+    """Whole training iterations (rollouts, SRPO adversaries, updates) for ``seconds``."""
+    algo = build_algorithm(config, registry=None)
+    algo.iterate()  # warm-up
+    env_steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env_steps += algo.iterate().env_steps
+    _sync(algo.device)
+    ppo = config.ppo
+    return BenchRow("train", ppo.num_envs, ppo.num_steps, env_steps, time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
