@@ -142,17 +142,22 @@ def collect(
     """Play ``num_steps`` steps; per seat a dict of [T, B, ...] tensors (obs, actions, logp,
     utility, dones, values and last_value where the seat has a critic, mean action probs).
 
-    Only the acting forward pass runs per step; log-probs, values and probabilities are
-    computed once over the whole rollout afterwards (the policies do not change within
-    a rollout, so the numbers are the same and the per-step overhead is much lower).
+    Only the acting forward pass runs per step, with sampling noise drawn for the whole
+    rollout up front; log-probs, values and probabilities are computed once over the
+    rollout afterwards (the policies do not change within a rollout, so the numbers are
+    the same and the per-step overhead is much lower).
     """
     obs: list[list[torch.Tensor]] = [[] for _ in seats]
     actions: list[list[torch.Tensor]] = [[] for _ in seats]
+    noise: list[torch.Tensor] = []
     utility, dones, finished = [], [], []
-    for _ in range(num_steps):
+    for t in range(num_steps):
         joint = []
         for i, seat in enumerate(seats):
-            action = seat.distribution(runner.obs[i]).sample(generator)
+            dist = seat.distribution(runner.obs[i])
+            if t == 0:  # the whole rollout's sampling noise in one draw per seat
+                noise.append(dist.noise(num_steps, generator))
+            action = dist.sample_with(noise[i][t])
             obs[i].append(runner.obs[i])
             actions[i].append(action)
             joint.append(action)

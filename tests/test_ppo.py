@@ -87,3 +87,12 @@ def test_sampling_is_reproducible_from_the_generator():
     assert not torch.equal(first, draws)
     big = DiagGaussian(torch.zeros(20000, 1), torch.tensor([math.log(2.0)]))
     assert float(big.sample(torch.Generator().manual_seed(0)).std()) == pytest.approx(2.0, rel=0.03)
+
+
+def test_gumbel_max_sampling_matches_the_probabilities():
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    n = 40_000
+    dist = Categorical(probs.log().expand(n, 4))
+    counts = torch.bincount(dist.sample(torch.Generator().manual_seed(3)), minlength=4)
+    sigma = (probs * (1 - probs) / n).sqrt()
+    assert ((counts / n - probs).abs() < 4 * sigma).all(), counts

@@ -7,6 +7,7 @@ two policies in closed form (SRPO's adversary penalty is computed exactly, not s
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -16,22 +17,36 @@ class Categorical:
     def __init__(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         if mask is not None:
             logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
-        self.logits = logits - logits.logsumexp(-1, keepdim=True)
+        self.raw = logits
+        """Unnormalised logits: enough for sampling, which is the per-step hot path."""
+
+    @functools.cached_property
+    def logits(self) -> torch.Tensor:
+        """Normalised: log-probabilities."""
+        return self.raw - self.raw.logsumexp(-1, keepdim=True)
 
     def __getitem__(self, index: torch.Tensor) -> Categorical:
-        return Categorical(self.logits[index])
+        return Categorical(self.raw[index])
 
     def frozen(self) -> Categorical:
         """A copy that no later parameter update can change (a KL target)."""
-        return Categorical(self.logits.detach().clone())
+        return Categorical(self.raw.detach().clone())
 
     @property
     def probs(self) -> torch.Tensor:
         return self.logits.exp()
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:
-        flat = self.probs.reshape(-1, self.logits.shape[-1])
-        return torch.multinomial(flat, 1, generator=generator).reshape(self.logits.shape[:-1])
+        return self.sample_with(self.noise(1, generator)[0])
+
+    def noise(self, steps: int, generator: torch.Generator) -> torch.Tensor:
+        """Gumbel noise for ``steps`` draws shaped like this distribution, drawn at once."""
+        uniform = torch.rand((steps, *self.raw.shape), generator=generator, device=self.raw.device)
+        return -(-uniform.clamp_min(1e-20).log()).log()
+
+    def sample_with(self, noise: torch.Tensor) -> torch.Tensor:
+        """Gumbel-max: argmax(logits + Gumbel noise) is an exact sample of softmax(logits)."""
+        return (self.raw + noise).argmax(-1)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
         return self.logits.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
@@ -61,6 +76,18 @@ class DiagGaussian:
         noise = torch.randn(
             self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
         )
+        return self.mean + self.log_std.exp() * noise
+
+    def noise(self, steps: int, generator: torch.Generator) -> torch.Tensor:
+        """Standard normal noise for ``steps`` draws shaped like this distribution."""
+        return torch.randn(
+            (steps, *self.mean.shape),
+            generator=generator,
+            device=self.mean.device,
+            dtype=self.mean.dtype,
+        )
+
+    def sample_with(self, noise: torch.Tensor) -> torch.Tensor:
         return self.mean + self.log_std.exp() * noise
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:

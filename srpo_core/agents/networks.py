@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
 from srpo_core.envs.base import ActionSpace, Box, Discrete
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,23 @@ class ActorCritic(nn.Module):
         self.log_std = (
             nn.Parameter(torch.full((out,), spec.log_std_init)) if isinstance(space, Box) else None
         )
+        # Plain lists of the Linear layers for a functional forward pass: calling modules
+        # costs more Python time than the maths at the batch sizes of acting.
+        self._activation = ACTIVATION_FNS[spec.activation]
+        self._actor = self._layers(self.trunk or self.actor_body, self.actor_head)
+        self._critic = (
+            self._layers(self.trunk or self.critic_body, self.critic_head) if spec.critic else []
+        )
+
+    @staticmethod
+    def _layers(body: nn.Sequential | None, head: nn.Linear) -> list[nn.Linear]:
+        hidden = [m for m in body if isinstance(m, nn.Linear)] if body is not None else []
+        return [*hidden, head]
+
+    def _forward(self, layers: list[nn.Linear], x: torch.Tensor) -> torch.Tensor:
+        for layer in layers[:-1]:
+            x = self._activation(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, layers[-1].weight, layers[-1].bias)
 
     def reset_parameters(self, generator: torch.Generator, orthogonal: bool = True) -> None:
         """Seeded init (CleanRL style: orthogonal, gain sqrt 2 hidden, 0.01 actor, 1 critic)."""
@@ -96,8 +115,7 @@ class ActorCritic(nn.Module):
             nn.init.zeros_(module.bias)
 
     def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
-        h = self.trunk(obs) if self.trunk is not None else self.actor_body(obs)
-        out = self.actor_head(h)
+        out = self._forward(self._actor, obs)
         if self.log_std is None:
             return Categorical(out, mask)
         return DiagGaussian(out, self.log_std)
@@ -105,5 +123,4 @@ class ActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if self.critic_head is None:
             raise RuntimeError("this network has no critic")
-        h = self.trunk(obs) if self.trunk is not None else self.critic_body(obs)
-        return self.critic_head(h).squeeze(-1)
+        return self._forward(self._critic, obs).squeeze(-1)

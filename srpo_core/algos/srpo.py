@@ -84,8 +84,7 @@ class SRPO(Algorithm):
             i: {j: self.make_adversary(j) for j in self.heroes if j != i} for i in self.heroes
         }
         self.runners = {
-            i: Runner(make_env(config.ppo.num_envs, sub_seed(seed, f"env{i}")))
-            for i in self.heroes
+            i: Runner(make_env(config.ppo.num_envs, sub_seed(seed, f"env{i}"))) for i in self.heroes
         }
 
     def make_adversary(self, partner: int) -> Learner:

@@ -152,8 +152,10 @@ def _apply_moves(pos, has, onions, actions, agent1_first):
     for i in (0, 1):
         move(i, agent1_first != bool(i))
     counters = torch.stack(
-        [torch.stack([actions[:, i] != STAY, bumps[i], picks[i], deliveries[i]], 1)
-         for i in (0, 1)],
+        [
+            torch.stack([actions[:, i] != STAY, bumps[i], picks[i], deliveries[i]], 1)
+            for i in (0, 1)
+        ],
         1,
     )
     return torch.stack(pos, 1), torch.stack(has, 1), onions, counters
@@ -255,11 +257,15 @@ class GridworldEnv(BatchedEnv):
             raise ValueError("positions must be on the grid and distinct")
         if (cells == POT[0] * SIZE + POT[1]).any():
             raise ValueError("no agent can stand on the pot")
-        self.code = encode(
-            positions,
-            torch.as_tensor(carrying, device=self.device),
-            torch.as_tensor(onions, device=self.device),
-        ).expand(self.num_envs).clone()
+        self.code = (
+            encode(
+                positions,
+                torch.as_tensor(carrying, device=self.device),
+                torch.as_tensor(onions, device=self.device),
+            )
+            .expand(self.num_envs)
+            .clone()
+        )
         self.t = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         if t is not None:
             self.t += torch.as_tensor(t, device=self.device).long()

@@ -319,9 +319,7 @@ class TagEnv(BatchedEnv):
         return self._backend.call(cmd, per_shard_args)
 
     def _draw_seeds(self, count: int) -> list[int]:
-        seeds = torch.randint(
-            0, SEED_BOUND, (count,), generator=self.generator, device=self.device
-        )
+        seeds = torch.randint(0, SEED_BOUND, (count,), generator=self.generator, device=self.device)
         return seeds.tolist()
 
     def _reset_envs(self, index: np.ndarray) -> list[np.ndarray]:
@@ -411,9 +409,7 @@ class TagEnv(BatchedEnv):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         seeds = state["episode_seeds"].cpu().numpy().astype(np.int64)
         if len(seeds) != self.num_envs or len(state["actions"]) != self.num_envs:
-            raise UserError(
-                f"this Tag state holds {len(seeds)} envs, the env has {self.num_envs}"
-            )
+            raise UserError(f"this Tag state holds {len(seeds)} envs, the env has {self.num_envs}")
         super().load_state_dict(state)
         self._started = bool(state["started"])
         self._seeds = seeds
