@@ -1,6 +1,7 @@
 """`srpo train`, `runs`, `equilibria` end to end: a real subprocess and a real SQLite file."""
 
 import hashlib
+import json
 import shutil
 import signal
 import time
@@ -204,3 +205,56 @@ def test_equilibria_command_prints_the_papers_table(cli):
     assert p_c == pytest.approx([0.2802, 0.5837, 0.8425], abs=1e-3)
     table = cli("equilibria", "--game", "collab-defect", "--tau", "10").stdout
     assert "C=0.7942" in table
+
+
+def test_gridworld_run_logs_free_riding_metrics(cli):
+    out = cli.json(
+        "train",
+        "--env",
+        "gridworld",
+        "--algo",
+        "srpo",
+        "--tau",
+        "10",
+        "--steps",
+        "2048",
+        "--set",
+        "ppo.num_envs=4",
+        "--set",
+        "ppo.num_steps=64",
+        "--set",
+        "run.eval_episodes=8",
+    )
+    metrics = out["metrics"]
+    for key in (
+        "eval/free_riding",
+        "eval/team_reward",
+        "eval/agent0/cost",
+        "eval/agent1/moves",
+        "eval/agent0/onions",
+        "eval/agent1/deliveries",
+        "agent0/p/stay",
+    ):
+        assert key in metrics, key
+    assert metrics["eval/length"] == 50.0
+
+
+def test_bench_prints_and_writes_json(cli, tmp_path):
+    target = tmp_path / "bench.json"
+    out = cli.json(
+        "bench",
+        "--env",
+        "gridworld",
+        "--batch",
+        "4,16",
+        "--seconds",
+        "0.3",
+        "--set",
+        "ppo.num_steps=8",
+        "--out",
+        str(target),
+    )
+    assert json.loads(target.read_text()) == out
+    kinds = [(r["kind"], r["num_envs"]) for r in out["rows"]]
+    assert kinds == [("env", 4), ("train", 4), ("env", 16), ("train", 16)]
+    assert all(r["steps_per_second"] > 0 for r in out["rows"])
