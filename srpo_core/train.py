@@ -22,6 +22,9 @@ from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.rollout import play_episodes
 
+FLUSH_SECONDS = 30.0
+"""Metric rows and progress reach the registry at least this often, between checkpoints."""
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -161,15 +164,22 @@ def _loop(
     eval_return = None
     window_start, window_steps = time.perf_counter(), counters["env_steps"]
 
-    def save() -> None:
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_flush
         registry.log_metrics(run_id, pending)
         pending.clear()
-        policies = {role: net.state_dict() for role, net in algo.policies().items()}
-        payload = checkpoints.to_bytes(policies, algo.state_dict(), counters)
-        registry.save_checkpoint(run_id, counters["env_steps"], payload)
         registry.update_progress(
             run_id, env_steps=counters["env_steps"], hero_samples=counters["hero_samples"]
         )
+        last_flush = time.monotonic()
+
+    def save() -> None:
+        policies = {role: net.state_dict() for role, net in algo.policies().items()}
+        payload = checkpoints.to_bytes(policies, algo.state_dict(), counters)
+        registry.save_checkpoint(run_id, counters["env_steps"], payload)
+        flush()
 
     try:
         while counters[budget_key] < run.steps:
@@ -205,6 +215,8 @@ def _loop(
                     )
             if finished or (next_checkpoint and counters["env_steps"] >= next_checkpoint):
                 save()
+            elif pending and time.monotonic() - last_flush > FLUSH_SECONDS:
+                flush()  # visible progress; rows after the last checkpoint redo on resume
                 while next_checkpoint and next_checkpoint <= counters["env_steps"]:
                     next_checkpoint += run.checkpoint_every
     except KeyboardInterrupt:
