@@ -8,8 +8,6 @@ Every key is checked against the dataclasses, so a typo is an error, never a sil
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import tomllib
 import types
@@ -111,13 +109,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def hash(self) -> str:
-        return config_hash(self.to_dict())
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 SECTIONS: dict[str, type] = {
