@@ -65,9 +65,12 @@ def train(
         given = [env, game, role, algo, tau, eps, seed, steps, device, preset, set_, config_from]
         if any(v for v in given if v not in (None, [])):
             raise UserError("--resume takes no config options: a run resumes as it was")
-    reg = Registry(registry, create=not (resume or config_from))
-    base = reg.get_run(config_from).config if config_from else None
-    if not resume:
+        reg = Registry(registry, create=False)
+    else:
+        base = None
+        if config_from:
+            with Registry(registry, create=False) as stored:
+                base = stored.get_run(config_from).config
         config = cfg.resolve(
             presets=preset or [],
             flags={
@@ -78,6 +81,7 @@ def train(
             sets=set_ or [],
             base=base,
         )
+        reg = Registry(registry)  # created only once the config is known to be valid
     signal.signal(signal.SIGTERM, _interrupt)
     command = shlex.join(["srpo", *sys.argv[1:]])
     bar = None if json_ else _progress_bar()

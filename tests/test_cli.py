@@ -193,9 +193,11 @@ def test_bad_input_one_line_exit_2_nothing_written(cli, tmp_path, populated, arg
     assert snapshot(tmp_path) == before
 
 
-def test_read_commands_do_not_create_a_registry(cli, tmp_path):
+def test_bad_input_creates_no_registry(cli, tmp_path):
     proc = cli("runs", "list", check=False)
     assert proc.returncode == 2 and "no registry" in proc.stderr
+    proc = cli("train", "--env", "matrix", "--tau", "-1", check=False)
+    assert proc.returncode == 2 and "tau must be >= 0" in proc.stderr
     assert not list(tmp_path.iterdir())
 
 

@@ -9,7 +9,7 @@ from srpo_core.envs.base import BatchedEnv
 from srpo_core.envs.gridworld import GridworldEnv, GridworldEnvConfig
 from srpo_core.envs.matrix import MatrixEnv, MatrixEnvConfig
 from srpo_core.envs.quadratic import QuadraticEnv, QuadraticEnvConfig
-from srpo_core.envs.tag import TagEnv, TagEnvConfig
+from srpo_core.envs.tag import TagEnvConfig, make_tag_env
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ ENVS: dict[str, EnvFamily] = {
     "matrix": EnvFamily(MatrixEnvConfig, MatrixEnv, "matrix"),
     "quadratic": EnvFamily(QuadraticEnvConfig, QuadraticEnv, "quadratic"),
     "gridworld": EnvFamily(GridworldEnvConfig, GridworldEnv, "gridworld-ippo"),
-    "tag": EnvFamily(TagEnvConfig, TagEnv, "tag-ippo"),
+    "tag": EnvFamily(TagEnvConfig, make_tag_env, "tag-ippo"),
 }
 
 

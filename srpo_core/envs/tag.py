@@ -56,6 +56,7 @@ from srpo_core.errors import UserError
 
 ACTION_LABELS = ("noop", "left", "right", "down", "up")
 SEED_BOUND = 2**31 - 1
+BACKENDS = ("mpe2", "vectorized")
 
 
 @dataclass
@@ -72,6 +73,9 @@ class TagEnvConfig:
     """Multiplies every mpe reward (a touch is worth 10 before scaling)."""
     continuous: bool = False
     """Box(0, 1, (5,)) actions (clipped into the box) instead of Discrete(5)."""
+    backend: str = "mpe2"
+    """mpe2: one mpe2 env per sub-env (`TagEnv`); vectorized: mpe2's physics on batched
+    arrays (`srpo_core.envs.tag_batched.TagBatchedEnv`), bit-identical results, much faster."""
     workers: int = 0
     """Processes stepping slices of the batch; 0 steps every sub-env in this process.
     Results are identical for any value; only speed differs."""
@@ -93,6 +97,10 @@ class TagEnvConfig:
         return {seat: self.runner for seat in runners}
 
     def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(
+                f"env.backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'"
+            )
         if self.role not in ("chasers", "runner"):
             raise UserError(f"env.role must be chasers or runner, got '{self.role}'")
         if self.role == "chasers" and not self.runner:
@@ -133,6 +141,16 @@ def role_names(config: TagEnvConfig) -> dict[str, str]:
     else:
         roles.update({f"runner{i}": f"agent_{i}" for i in range(config.num_good)})
     return roles
+
+
+def make_tag_env(config: TagEnvConfig, num_envs: int, device, seed: int) -> BatchedEnv:
+    """The Tag env of ``config.backend`` (the env family's factory)."""
+    config.validate()
+    if config.backend == "vectorized":
+        from srpo_core.envs.tag_batched import TagBatchedEnv
+
+        return TagBatchedEnv(config, num_envs, device, seed)
+    return TagEnv(config, num_envs, device, seed)
 
 
 def _make_mpe(config: TagEnvConfig):
