@@ -70,6 +70,10 @@ class Algorithm:
             if i not in self.fixed
         }
         self.generator = make_generator(device, sub_seed(seed, "sample"))
+        self.setup()
+
+    def setup(self) -> None:
+        """Subclasses build their runners (and SRPO its adversaries) here."""
 
     def seats(self, replace: dict[int, Seat] | None = None) -> list[Seat]:
         """Who sits where: heroes and fixed policies, with ``replace`` overriding seats."""

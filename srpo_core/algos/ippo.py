@@ -4,26 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from srpo_core.algos.base import Algorithm, EnvFactory, Iteration, prefixed, sub_seed
+from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
 from srpo_core.algos.ppo import hero_update
-from srpo_core.config import Config
-from srpo_core.rollout import Runner, Seat, collect
+from srpo_core.rollout import Runner, collect
 
 
 class IPPO(Algorithm):
     name = "ippo"
 
-    def __init__(
-        self,
-        config: Config,
-        make_env: EnvFactory,
-        device: torch.device,
-        fixed: dict[int, Seat] | None = None,
-    ) -> None:
-        super().__init__(config, make_env, device, fixed)
-        self.runner = Runner(make_env(config.ppo.num_envs, sub_seed(config.run.seed, "env0")))
+    def setup(self) -> None:
+        config = self.config
+        self.runner = Runner(self.make_env(config.ppo.num_envs, sub_seed(config.run.seed, "env0")))
 
     def iterate(self) -> Iteration:
         ppo = self.config.ppo

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from srpo_core.agents.distributions import Distribution
-from srpo_core.algos.base import Algorithm, EnvFactory, Iteration, prefixed, sub_seed
+from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
 from srpo_core.algos.ppo import (
     Batch,
     Learner,
@@ -26,8 +26,8 @@ from srpo_core.algos.ppo import (
     hero_update,
     normalise,
 )
-from srpo_core.config import AlgoSection, Config
-from srpo_core.rollout import Runner, Seat, collect
+from srpo_core.config import AlgoSection
+from srpo_core.rollout import Runner, collect
 
 
 def adversary_update(
@@ -69,22 +69,16 @@ def adversary_update(
 class SRPO(Algorithm):
     name = "srpo"
 
-    def __init__(
-        self,
-        config: Config,
-        make_env: EnvFactory,
-        device: torch.device,
-        fixed: dict[int, Seat] | None = None,
-    ) -> None:
-        super().__init__(config, make_env, device, fixed)
-        seed = config.run.seed
+    def setup(self) -> None:
+        config, seed = self.config, self.config.run.seed
         # adversaries[i][j]: hero i's adversary in partner seat j (an actor, no critic).
         # Partners are the other trained seats; fixed seats (opponents) keep their policy.
         self.adversaries = {
             i: {j: self.make_adversary(j) for j in self.heroes if j != i} for i in self.heroes
         }
         self.runners = {
-            i: Runner(make_env(config.ppo.num_envs, sub_seed(seed, f"env{i}"))) for i in self.heroes
+            i: Runner(self.make_env(config.ppo.num_envs, sub_seed(seed, f"env{i}")))
+            for i in self.heroes
         }
 
     def make_adversary(self, partner: int) -> Learner:
