@@ -15,6 +15,7 @@ from mpe2 import simple_tag_v3
 from srpo_core.envs import ENVS, make_env
 from srpo_core.envs.base import Box, Discrete
 from srpo_core.envs.tag import TagEnv, TagEnvConfig
+from srpo_core.envs.tag_batched import TagBatchedEnv
 from srpo_core.errors import UserError
 
 MAX_CYCLES = 100
@@ -152,7 +153,8 @@ def test_roles_spaces_and_registration() -> None:
 
     family = ENVS["tag"]
     assert family.config is TagEnvConfig and family.default_preset == "tag-ippo"
-    assert isinstance(make_env(TagEnvConfig(), 2, "cpu", 0), TagEnv)
+    assert isinstance(make_env(TagEnvConfig(backend="mpe2"), 2, "cpu", 0), TagEnv)
+    assert isinstance(make_env(TagEnvConfig(), 2, "cpu", 0), TagBatchedEnv)
 
 
 @pytest.mark.parametrize(
