@@ -1,7 +1,7 @@
 """Seat any set of policies into a batched env and collect a rollout or evaluation episodes.
 
 A seat holds anything with ``distribution(obs, mask)``: a trained network, an adversary,
-later a scripted or zoo partner. The runner keeps an env's current observations and the
+a scripted policy, later a zoo partner. The runner keeps an env's current observations and the
 running sums of unfinished episodes, so episodes continue across rollouts (and resumes).
 """
 
