@@ -138,7 +138,9 @@ def test_delivery_rewards_both_and_empties_the_hands():
     assert_costs(step, 0.2, 0.2, reward=20.0)
     assert env.carrying[0].tolist() == [False, False]
     assert info(step) == {
-        "agent0/moves": 1.0, "agent0/deliveries": 1.0, "agent1/moves": 1.0,
+        "agent0/moves": 1.0,
+        "agent0/deliveries": 1.0,
+        "agent1/moves": 1.0,
         "agent1/deliveries": 1.0,
     }
     step = act(env, RIGHT, STAY)  # empty-handed: a blocked move, nothing else
@@ -162,8 +164,9 @@ def test_observation_layout():
     )
     assert obs[0].tolist() == [[3, 1, 1, 0, 4, 0, 0, 1]] * 2 and torch.equal(obs[0], obs[1])
     env = make(1, normalize_obs=True)
-    obs = env.set_state(torch.tensor([(3, 1), (0, 4)]), torch.tensor([True, False]),
-                        torch.tensor([False, True]))
+    obs = env.set_state(
+        torch.tensor([(3, 1), (0, 4)]), torch.tensor([True, False]), torch.tensor([False, True])
+    )
     assert obs[0].tolist() == [[0.75, 0.25, 1, 0, 1, 0, 0, 1]]
     assert env.obs_dims == (8, 8) and env.action_spaces[0].n == 5
 
@@ -227,8 +230,10 @@ def test_runner_episode_sums_match_the_counters():
     assert sum(e.count for e in done) == 24 and all(torch.all(e.length == 20) for e in done)
     for e in done:
         c = e.info
-        reward = c["agent0/onions"] + c["agent1/onions"] + 10 * (
-            c["agent0/deliveries"] + c["agent1/deliveries"]
+        reward = (
+            c["agent0/onions"]
+            + c["agent1/onions"]
+            + 10 * (c["agent0/deliveries"] + c["agent1/deliveries"])
         )
         assert torch.allclose(e.reward[0], reward) and torch.allclose(e.reward[1], reward)
         for i in (0, 1):
@@ -283,15 +288,18 @@ def test_batch_independence():
             a = torch.randint(0, 5, (2, n), generator=g)
             a[:, b] = shared[t]
             s = env.step([a[0], a[1]])
-            rows.append(torch.cat([s.obs[0][b], s.reward[:, b], s.cost[:, b], s.done[b:b + 1]]))
+            rows.append(torch.cat([s.obs[0][b], s.reward[:, b], s.cost[:, b], s.done[b : b + 1]]))
         results.append(torch.stack(rows))
     assert torch.equal(results[0], results[1])
 
 
 def test_config_validation_and_presets():
     for bad in (
-        {"horizon": 0}, {"respawn_prob": 1.5}, {"swap_starts_prob": -0.1},
-        {"move_cost": -1.0}, {"delivery_reward": float("nan")},
+        {"horizon": 0},
+        {"respawn_prob": 1.5},
+        {"swap_starts_prob": -0.1},
+        {"move_cost": -1.0},
+        {"delivery_reward": float("nan")},
     ):
         with pytest.raises(UserError):
             GridworldEnvConfig(**bad).validate()

@@ -85,7 +85,10 @@ def test_matches_mpe2_parallel_env(continuous: bool) -> None:
     env = TagEnv(TagEnvConfig(continuous=continuous), 2, "cpu", seed=3)
     refs = [
         simple_tag_v3.parallel_env(
-            num_good=1, num_adversaries=2, num_obstacles=2, max_cycles=MAX_CYCLES,
+            num_good=1,
+            num_adversaries=2,
+            num_obstacles=2,
+            max_cycles=MAX_CYCLES,
             continuous_actions=continuous,
         )
         for _ in range(2)
@@ -131,7 +134,9 @@ def test_roles_spaces_and_registration() -> None:
     env = TagEnv(TagEnvConfig(), 3, "cpu", 0)
     assert env.agents == ("chaser0", "chaser1", "runner")
     assert env.mpe_names == {
-        "chaser0": "adversary_0", "chaser1": "adversary_1", "runner": "agent_0"
+        "chaser0": "adversary_0",
+        "chaser1": "adversary_1",
+        "runner": "agent_0",
     }
     assert env.obs_dims == (14, 14, 12)
     assert all(isinstance(s, Discrete) and s.n == 5 for s in env.action_spaces)
@@ -160,8 +165,13 @@ def test_roles_spaces_and_registration() -> None:
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("num_good", 0), ("num_adversaries", 0), ("num_obstacles", -1), ("max_cycles", 0),
-        ("reward_scale", 0.0), ("reward_scale", float("nan")), ("workers", -1),
+        ("num_good", 0),
+        ("num_adversaries", 0),
+        ("num_obstacles", -1),
+        ("max_cycles", 0),
+        ("reward_scale", 0.0),
+        ("reward_scale", float("nan")),
+        ("workers", -1),
         ("start_method", "threads"),
     ],
 )
