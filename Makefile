@@ -32,6 +32,7 @@ demo: $(STAMP)
 	@echo "registry: out/demo/srpo.db  (inspect a run: $(DEMO) runs show RUN_ID)"
 
 test: $(STAMP)
+	$(BIN)/ruff check srpo_core srpo_cli tests
 	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
