@@ -155,6 +155,22 @@ def make_tag_env(config: TagEnvConfig, num_envs: int, device, seed: int) -> Batc
     return TagEnv(config, num_envs, device, seed)
 
 
+def tag_step(env: Any, obs: list[np.ndarray], rewards: np.ndarray, done: np.ndarray) -> Step:
+    """Both backends' Step from numpy: raw mpe rewards [envs, agents] scaled, no private
+    costs, and the touches of this step. Every chaser's mpe reward is +10 per touching
+    (runner, chaser) pair -- all pairs, not just its own -- so chaser0's reward / 10
+    counts them."""
+    collisions = np.rint(rewards[:, 0] / 10.0).astype(np.float32)
+    scaled = (rewards * env.reward_scale).T.astype(np.float32)
+    return Step(
+        obs=[env._tensor(o) for o in obs],
+        reward=env._tensor(np.ascontiguousarray(scaled)),
+        cost=torch.zeros(env.num_agents, env.num_envs, device=env.device),
+        done=env._tensor(done),
+        info={"collisions": env._tensor(collisions)},
+    )
+
+
 def _make_mpe(config: TagEnvConfig):
     from mpe2 import simple_tag_v3
 
@@ -400,17 +416,7 @@ class TagEnv(BatchedEnv):
             fresh = self._reset_envs(finished)
             for o, f in zip(obs, fresh, strict=True):
                 o[finished] = f
-        # Every chaser's mpe reward is +10 per touching (runner, chaser) pair -- all pairs,
-        # not just its own -- so chaser0's reward / 10 counts this step's touches.
-        collisions = np.rint(rewards[:, 0] / 10.0).astype(np.float32)
-        scaled = (rewards * self.reward_scale).T.astype(np.float32)
-        return Step(
-            obs=[self._tensor(o) for o in obs],
-            reward=self._tensor(np.ascontiguousarray(scaled)),
-            cost=torch.zeros(self.num_agents, self.num_envs, device=self.device),
-            done=self._tensor(done),
-            info={"collisions": self._tensor(collisions)},
-        )
+        return tag_step(self, obs, rewards, done)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

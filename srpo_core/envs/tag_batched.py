@@ -52,7 +52,13 @@ import numpy as np
 import torch
 
 from srpo_core.envs.base import BatchedEnv, Box, Discrete, Step
-from srpo_core.envs.tag import ACTION_LABELS, SEED_BOUND, TagEnvConfig, role_names
+from srpo_core.envs.tag import (
+    ACTION_LABELS,
+    SEED_BOUND,
+    TagEnvConfig,
+    role_names,
+    tag_step,
+)
 from srpo_core.errors import UserError
 
 # Discrete action -> unit movement (mpe2's no-op, left, right, down, up).
@@ -275,15 +281,7 @@ class TagBatchedEnv(BatchedEnv):
             self._reset_envs(finished)
             for o, fresh in zip(obs, self._observe(finished), strict=True):
                 o[finished] = fresh
-        collisions = np.rint(rewards[:, 0] / 10.0).astype(np.float32)
-        scaled = (rewards * self.reward_scale).T.astype(np.float32)
-        return Step(
-            obs=[self._tensor(o) for o in obs],
-            reward=self._tensor(np.ascontiguousarray(scaled)),
-            cost=torch.zeros(self.num_agents, self.num_envs, device=self.device),
-            done=self._tensor(done),
-            info={"collisions": self._tensor(collisions)},
-        )
+        return tag_step(self, obs, rewards, done)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
