@@ -155,6 +155,32 @@ def make_tag_env(config: TagEnvConfig, num_envs: int, device, seed: int) -> Batc
     return TagEnv(config, num_envs, device, seed)
 
 
+def joint_actions(env: Any, actions: list[torch.Tensor], low: Any, high: Any) -> np.ndarray:
+    """Both backends' actions as numpy, checked: [envs, agents] ints in each Discrete range,
+    or [envs, agents, dim] floats clipped into the box [low, high] (mpe2's own clip)."""
+    if len(actions) != env.num_agents:
+        raise ValueError(f"expected {env.num_agents} actions (one a role), got {len(actions)}")
+    if env.config.continuous:
+        cols = []
+        for i, a in enumerate(actions):
+            a = a.detach().reshape(env.num_envs, -1)
+            if torch.isnan(a).any():
+                raise ValueError(f"NaN action for {env.agents[i]}")
+            cols.append(a.to("cpu", torch.float32).numpy())
+        joint = np.stack(cols, axis=1)  # [envs, agents, dim]
+        dim = env.action_spaces[0].dim
+        if joint.shape[2] != dim:
+            raise ValueError(f"continuous Tag actions have {dim} components")
+        return np.clip(joint, low, high)
+    cols = [a.detach().reshape(env.num_envs).to("cpu", torch.long).numpy() for a in actions]
+    joint = np.stack(cols, axis=1)  # [envs, agents]
+    for i, space in enumerate(env.action_spaces):
+        col = joint[:, i]
+        if (col < 0).any() or (col >= space.n).any():
+            raise ValueError(f"{env.agents[i]} actions must lie in [0, {space.n})")
+    return joint
+
+
 def tag_step(env: Any, obs: list[np.ndarray], rewards: np.ndarray, done: np.ndarray) -> Step:
     """Both backends' Step from numpy: raw mpe rewards [envs, agents] scaled, no private
     costs, and the touches of this step. Every chaser's mpe reward is +10 per touching
@@ -324,6 +350,7 @@ class TagEnv(BatchedEnv):
             self._high = np.stack([s.high for s in spaces])
         else:
             self.action_spaces = tuple(Discrete(int(s.n), ACTION_LABELS) for s in spaces)
+            self._low = self._high = None  # discrete actions are range-checked, not clipped
         self.reward_scale = config.reward_scale
         self.workers = min(config.workers, num_envs)
         bounds = np.linspace(0, num_envs, max(self.workers, 1) + 1).round().astype(int)
@@ -375,24 +402,7 @@ class TagEnv(BatchedEnv):
         return torch.from_numpy(array).to(self.device)
 
     def _joint_actions(self, actions: list[torch.Tensor]) -> np.ndarray:
-        if len(actions) != self.num_agents:
-            raise ValueError(f"expected {self.num_agents} actions (one a role), got {len(actions)}")
-        if self.config.continuous:
-            cols = []
-            for i, a in enumerate(actions):
-                a = a.detach().reshape(self.num_envs, -1)
-                if torch.isnan(a).any():
-                    raise ValueError(f"NaN action for {self.agents[i]}")
-                cols.append(a.to("cpu", torch.float32).numpy())
-            joint = np.stack(cols, axis=1)  # [envs, agents, dim]
-            return np.clip(joint, self._low, self._high)
-        cols = [a.detach().reshape(self.num_envs).to("cpu", torch.long).numpy() for a in actions]
-        joint = np.stack(cols, axis=1)  # [envs, agents]
-        for i, space in enumerate(self.action_spaces):
-            col = joint[:, i]
-            if (col < 0).any() or (col >= space.n).any():
-                raise ValueError(f"{self.agents[i]} actions must lie in [0, {space.n})")
-        return joint
+        return joint_actions(self, actions, self._low, self._high)
 
     # -- the interface -----------------------------------------------------------------
 

@@ -56,6 +56,7 @@ from srpo_core.envs.tag import (
     ACTION_LABELS,
     SEED_BOUND,
     TagEnvConfig,
+    joint_actions,
     role_names,
     tag_step,
 )
@@ -238,26 +239,7 @@ class TagBatchedEnv(BatchedEnv):
         return torch.from_numpy(array).to(self.device)
 
     def _joint_actions(self, actions: list[torch.Tensor]) -> np.ndarray:
-        if len(actions) != self.num_agents:
-            raise ValueError(f"expected {self.num_agents} actions (one a role), got {len(actions)}")
-        if self.config.continuous:
-            cols = []
-            for i, a in enumerate(actions):
-                a = a.detach().reshape(self.num_envs, -1)
-                if torch.isnan(a).any():
-                    raise ValueError(f"NaN action for {self.agents[i]}")
-                cols.append(a.to("cpu", torch.float32).numpy())
-            joint = np.stack(cols, axis=1)  # [envs, agents, dim]
-            if joint.shape[2] != _ACTION_DIM:
-                raise ValueError(f"continuous Tag actions have {_ACTION_DIM} components")
-            return np.clip(joint, np.float32(0), np.float32(1))
-        cols = [a.detach().reshape(self.num_envs).to("cpu", torch.long).numpy() for a in actions]
-        joint = np.stack(cols, axis=1)  # [envs, agents]
-        for i, space in enumerate(self.action_spaces):
-            col = joint[:, i]
-            if (col < 0).any() or (col >= space.n).any():
-                raise ValueError(f"{self.agents[i]} actions must lie in [0, {space.n})")
-        return joint
+        return joint_actions(self, actions, np.float32(0), np.float32(1))
 
     # -- the interface -------------------------------------------------------------------
 
