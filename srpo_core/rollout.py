@@ -7,6 +7,7 @@ running sums of unfinished episodes, so episodes continue across rollouts (and r
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -137,7 +138,11 @@ def concat(episodes: list[Episodes], num_agents: int) -> Episodes:
 
 @torch.no_grad()
 def collect(
-    runner: Runner, seats: list[Seat], num_steps: int, generator: torch.Generator
+    runner: Runner,
+    seats: list[Seat],
+    num_steps: int,
+    generator: torch.Generator,
+    frozen: Collection[int] = (),
 ) -> tuple[list[dict[str, torch.Tensor]], Episodes]:
     """Play ``num_steps`` steps; per seat a dict of [T, B, ...] tensors (obs, actions, logp,
     utility, dones, values and last_value where the seat has a critic, mean action probs).
@@ -145,7 +150,8 @@ def collect(
     Only the acting forward pass runs per step, with sampling noise drawn for the whole
     rollout up front; log-probs, values and probabilities are computed once over the
     rollout afterwards (the policies do not change within a rollout, so the numbers are
-    the same and the per-step overhead is much lower).
+    the same and the per-step overhead is much lower). ``frozen`` seats learn nothing from
+    the rollout, so they get no log-probs or values.
     """
     obs: list[list[torch.Tensor]] = [[] for _ in seats]
     actions: list[list[torch.Tensor]] = [[] for _ in seats]
@@ -175,6 +181,9 @@ def collect(
             "utility": all_utility[:, i],
             "dones": all_dones,
         }
+        if i in frozen:
+            batches.append(batch)
+            continue
         dist = seat.distribution(batch["obs"])
         batch["logp"] = dist.log_prob(batch["actions"])
         if isinstance(dist, Categorical):

@@ -18,7 +18,9 @@ class IPPO(Algorithm):
 
     def iterate(self) -> Iteration:
         ppo = self.config.ppo
-        batches, episodes = collect(self.runner, self.seats(), ppo.num_steps, self.generator)
+        batches, episodes = collect(
+            self.runner, self.seats(), ppo.num_steps, self.generator, frozen=self.fixed
+        )
         metrics = prefixed("train/", episodes.summary(self.agents, list(self.heroes)))
         for i, hero in self.heroes.items():
             update, _ = hero_update(hero, batches[i], self.config.algo.eps, self.generator)

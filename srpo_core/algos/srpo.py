@@ -108,7 +108,7 @@ class SRPO(Algorithm):
         rollouts = {}
         for i, runner in self.runners.items():
             seats = self.seats({j: adversary.net for j, adversary in self.adversaries[i].items()})
-            rollouts[i] = collect(runner, seats, ppo.num_steps, self.generator)
+            rollouts[i] = collect(runner, seats, ppo.num_steps, self.generator, self.fixed)
         partners = {  # the partners' current policies, before anyone updates
             i: {j: self.partner_target(j, rollouts[i][0][j]) for j in advs}
             for i, advs in self.adversaries.items()
