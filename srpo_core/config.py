@@ -117,7 +117,8 @@ class TrainSection:
     partners: str = "learners-only"
     """learners-only: each other, as everywhere else; mixed: each learner meets the other
     learner in half its episodes and a fresh random memory-one tabular agent in the other
-    half; tabular-only: tabular agents only. mixed and tabular-only need env ipd and a
+    half; tabular-only: tabular agents only; zoo:NAME: in every episode a member of zoo
+    NAME (drawn per episode, not a held-out zoo). All but learners-only need env ipd and a
     recurrent policy (net.recurrent > 0)."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this before GAE (recurrent learners)."""
@@ -301,7 +302,10 @@ def validate(config: Config) -> None:
 
 def _validate_recurrent(config: Config) -> None:
     net, train = config.net, config.train
-    _choice(train.partners, PARTNERS, "train.partners")
+    if not train.partners.startswith("zoo:"):
+        _choice(train.partners, (*PARTNERS, "zoo:NAME"), "train.partners")
+    elif not train.partners[4:]:
+        raise UserError("train.partners=zoo:NAME needs a zoo name")
     if net.recurrent < 0 or net.embed < 1 or train.reward_scale <= 0:
         raise UserError("net.recurrent must be >= 0, net.embed >= 1, train.reward_scale > 0")
     if train.partners != "learners-only" and (config.env.name != "ipd" or not net.recurrent):

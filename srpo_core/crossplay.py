@@ -33,7 +33,7 @@ from srpo_core.registry.artifacts import sha256_hex
 from srpo_core.registry.models import canonical_json
 from srpo_core.rollout import Seat, play_episodes
 from srpo_core.train import resolve_device
-from srpo_core.zoo import Pinned, config_hash, env_config_from, run_policies
+from srpo_core.zoo import Pinned, check_pinned, config_hash, env_config_from, run_policies
 
 PROTOCOL = 1
 """Bumped whenever evaluation semantics change, so stale cached results are not reused."""
@@ -278,7 +278,7 @@ def play_seating(registry: Registry, seating: Seating, setup: Setup) -> dict[str
         if pinned is None and ref is None:
             raise UserError(f"seat {name} has no policy in this seating")
         if pinned is not None:
-            _check_pinned(registry, pinned)
+            check_pinned(registry, pinned)
         seats.append(
             load_seat(
                 registry,
@@ -303,19 +303,3 @@ def play_seating(registry: Registry, seating: Seating, setup: Setup) -> dict[str
     metrics["partner/cost"] = sum(partner_costs) / max(len(partner_costs), 1)
     metrics["device"] = str(device)
     return metrics
-
-
-def _check_pinned(registry: Registry, pinned: Pinned) -> None:
-    """The checkpoint a result will be keyed by must still be the one that is loaded."""
-    if pinned.step is None:
-        return
-    info = registry.get_policy(pinned.ref)
-    for checkpoint in registry.checkpoints(info.run_id):
-        if checkpoint.step == pinned.step:
-            if checkpoint.sha256 != pinned.sha256:
-                raise UserError(
-                    f"{pinned.label}: the checkpoint now hashes to {checkpoint.sha256[:12]}, "
-                    f"not the pinned {str(pinned.sha256)[:12]}"
-                )
-            return
-    raise UserError(f"{pinned.label}: no checkpoint at that step any more")

@@ -24,7 +24,9 @@ from srpo_core.envs.base import BatchedEnv, Step
 class Seat(Protocol):
     """Optionally also ``bind(env, index)``: a seat that acts on the env's internal state
     rather than on its observation (overcooked-ai's scripted agents) is bound to the env
-    before it acts there (`bind_seats`)."""
+    before it acts there (`bind_seats`). And optionally ``observe(action, utility, done)``:
+    a seat with memory (a recurrent policy) hears after every step what it did, what it
+    got and which episodes ended (`observe_seats`)."""
 
     def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution: ...
 
@@ -36,6 +38,14 @@ def bind_seats(env: BatchedEnv, seats: list[Seat]) -> None:
         bind = getattr(seat, "bind", None)
         if callable(bind):
             bind(env, index)
+
+
+def observe_seats(seats: list[Seat], actions: list[torch.Tensor], step: Step) -> None:
+    """Tell the seats that have ``observe`` their action, utility and the episode ends."""
+    for index, seat in enumerate(seats):
+        observe = getattr(seat, "observe", None)
+        if callable(observe):
+            observe(actions[index], step.reward[index] - step.cost[index], step.done)
 
 
 @dataclass
@@ -210,6 +220,7 @@ def collect(
                 masks[i].append(mask)
             joint.append(action)
         step, done_episodes = runner.step(joint)
+        observe_seats(seats, joint, step)
         if done_episodes is not None:
             finished.append(done_episodes)
         utility.append(step.reward - step.cost)
@@ -262,6 +273,7 @@ def play_episodes(
             for i, (seat, obs) in enumerate(zip(seats, runner.obs, strict=True))
         ]
         step, finished = runner.step(actions)
+        observe_seats(seats, actions, step)
         if finished is None:
             continue
         first = step.done & ~seen

@@ -21,7 +21,7 @@ from srpo_core.envs import make_env
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.rollout import play_episodes
-from srpo_core.zoo import refuse_held_out
+from srpo_core.zoo import partner_seats, refuse_held_out
 
 FLUSH_SECONDS = 30.0
 """Metric rows and progress reach the registry at least this often, between checkpoints."""
@@ -83,7 +83,14 @@ def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
                 obs_dim=probe.obs_dims[index],
                 device=device,
             )
-    return algorithm_class(config)(config, factory, device, fixed)
+    members = None
+    if config.train.partners.startswith("zoo:"):
+        if registry is None:
+            raise UserError("train.partners=zoo:NAME needs a registry")
+        members = partner_seats(
+            registry, config.train.partners[4:], env_config, factory(1, 0), device
+        )
+    return algorithm_class(config)(config, factory, device, fixed, members)
 
 
 def evaluate(algo: Algorithm, episodes: int, seed: int) -> dict[str, float]:

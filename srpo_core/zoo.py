@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 from zlib import error as zlib_error
 
-from srpo_core.agents.load import register_builtin
+import torch
+
+from srpo_core.agents.load import load_seat, playable_seats, register_builtin
 from srpo_core.config import build_config, resolve
 from srpo_core.errors import UserError
 from srpo_core.query import RunQuery, select_runs
 from srpo_core.registry import Registry, RunInfo, ZooInfo
 from srpo_core.registry.artifacts import sha256_hex
 from srpo_core.registry.models import canonical_json
+from srpo_core.rollout import Seat
 
 ARCHIVE_FORMAT = 1
 BUILTIN_KINDS = ("scripted", "random")
@@ -149,6 +152,23 @@ def run_policies(registry: Registry, run: RunInfo, fraction: float | None = None
     ]
 
 
+def check_pinned(registry: Registry, pinned: Pinned) -> None:
+    """A pinned checkpoint must still be the one stored at its step: results and training
+    partners are keyed by its hash."""
+    if pinned.step is None:
+        return
+    info = registry.get_policy(pinned.ref)
+    for checkpoint in registry.checkpoints(info.run_id):
+        if checkpoint.step == pinned.step:
+            if checkpoint.sha256 != pinned.sha256:
+                raise UserError(
+                    f"{pinned.label}: the checkpoint now hashes to {checkpoint.sha256[:12]}, "
+                    f"not the pinned {str(pinned.sha256)[:12]}"
+                )
+            return
+    raise UserError(f"{pinned.label}: no checkpoint at that step any more")
+
+
 def refuse_held_out(registry: Registry, ref: str, use: str) -> None:
     """Training must never meet a held-out partner: that would leak the test set."""
     from srpo_core.registry import NotFoundError
@@ -162,6 +182,43 @@ def refuse_held_out(registry: Registry, ref: str, use: str) -> None:
         raise UserError(
             f"policy {resolved} is in held-out zoo {zoos[0]!r}; it cannot be used as {use}"
         )
+
+
+def partner_seats(
+    registry: Registry, name: str, env_config: Any, env: Any, device: torch.device
+) -> list[list[Seat]]:
+    """Every member of zoo ``name`` loaded into each seat of ``env`` it can sit in, one
+    list per seat: the co-players of ``train.partners=zoo:NAME``. Refuses a held-out zoo,
+    a zoo of another env configuration and a seat no member can fill."""
+    zoo = registry.get_zoo(name)
+    if zoo.held_out:
+        raise UserError(f"zoo {name!r} is held out; training against it would leak the test set")
+    if zoo.env_config_hash != config_hash(env_values(env_config)):
+        raise UserError(f"zoo {name!r} was built for another {zoo.env} configuration")
+    seats: list[list[Seat]] = []
+    for index, seat in enumerate(env.agents):
+        members = []
+        for member in zoo.members:
+            if seat not in playable_seats(registry.get_policy(member.policy_ref), env.agents):
+                continue
+            pinned = Pinned(member.policy_ref, member.step, member.sha256)
+            check_pinned(registry, pinned)
+            members.append(
+                load_seat(
+                    registry,
+                    member.policy_ref,
+                    env_config=env_config,
+                    seat=seat,
+                    obs_dim=env.obs_dims[index],
+                    device=device,
+                    step=member.step,
+                    action_space=env.action_spaces[index],
+                )
+            )
+        if not members:
+            raise UserError(f"no member of zoo {name!r} can sit in seat {seat}")
+        seats.append(members)
+    return seats
 
 
 # ---- building and freezing ----------------------------------------------------------------

@@ -210,5 +210,10 @@ def test_cli_train_is_reproducible(cli, registry_url):
     same = {k: v for k, v in metrics[0].items() if k not in drop}
     assert same == {k: v for k, v in metrics[1].items() if k not in drop}
     assert {"eval/tit-for-tat/cooperation", "train/vs_tabular/reward"} <= set(metrics[0])
-    with Registry(registry_url) as reg, pytest.raises(UserError, match="recurrent policy"):
-        load_policy(reg, f"{runs[0]['run_id']}/agent0")
+    with Registry(registry_url) as reg:  # the trained weights come back from the registry
+        loaded = load_policy(reg, f"{runs[0]['run_id']}/agent0")
+        algo = build_algorithm(resolve(presets=["ipd-mixed"], sets=[*sets, "run.seed=3"]), None)
+        for _ in range(2):
+            algo.iterate()
+        trained = algo.nets()[0].state_dict()
+        assert all(torch.equal(v, trained[k]) for k, v in loaded.state_dict().items())

@@ -10,6 +10,7 @@ import torch
 from srpo_core import checkpoints
 from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.agents.random_policy import UniformPolicy
+from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSeat, RecurrentSpec
 from srpo_core.agents.scripted import CATALOGUE, Scripted
 from srpo_core.envs.base import ActionSpace
 from srpo_core.errors import UserError
@@ -19,17 +20,19 @@ from srpo_core.rollout import Seat
 
 def load_policy(
     registry: Registry, ref: str, *, step: int | None = None, device: str = "cpu"
-) -> ActorCritic:
-    """A trained policy (`RUN/role`) at its latest checkpoint, or at ``step``."""
+) -> ActorCritic | RecurrentActorCritic:
+    """A trained network (`RUN/role`) at its latest checkpoint, or at ``step``."""
     info = registry.get_policy(ref)
     if info.kind != "trained":
         raise UserError(f"policy {ref} is {info.kind}, not a trained network")
-    if info.spec["net"].get("kind") == "gru":
-        raise UserError(
-            f"{ref} is a recurrent policy; seating those outside training is not supported yet"
-        )
     state = checkpoint_state(registry, info, step)
-    net = ActorCritic(NetSpec.from_dict(info.spec["net"]))
+    spec = info.spec["net"]
+    if spec.get("kind") == "gru":
+        net: ActorCritic | RecurrentActorCritic = RecurrentActorCritic(
+            RecurrentSpec.from_dict(spec)
+        )
+    else:
+        net = ActorCritic(NetSpec.from_dict(spec))
     net.load_state_dict(state["policies"][info.role])
     return net.to(torch.device(device)).eval().requires_grad_(False)
 
@@ -118,7 +121,7 @@ def load_seat(
         raise UserError(
             f"policy {ref} expects {net.spec.obs_dim} observations; seat {seat} gives {obs_dim}"
         )
-    return net
+    return RecurrentSeat(net) if isinstance(net, RecurrentActorCritic) else net
 
 
 def _scripted(ref: str) -> Scripted:

@@ -60,6 +60,16 @@ class RandomMemoryOne:
         self.params = torch.where(starts.cpu().unsqueeze(-1), fresh, self.params)
         return memory_one_distribution(self.params.to(obs.device), obs, mask)
 
+    def memory_state(self) -> dict[str, torch.Tensor | None]:
+        """Its generator and current probabilities (saved with a training run's pool)."""
+        return {"generator": self.generator.get_state(), "params": self.params}
+
+    def load_memory_state(self, state: dict[str, torch.Tensor | None]) -> None:
+        generator = state["generator"]
+        assert generator is not None
+        self.generator.set_state(generator)
+        self.params = state["params"]
+
 
 def probe(name: str) -> MemoryOne | RandomMemoryOne:
     params = PROBES[name]

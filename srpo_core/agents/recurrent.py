@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from srpo_core.agents.distributions import Categorical
+
 
 @dataclass(frozen=True)
 class RecurrentSpec:
@@ -99,3 +101,54 @@ class RecurrentActorCritic(nn.Module):
             logits.append(out)
             values.append(value)
         return torch.stack(logits), torch.stack(values)
+
+
+class RecurrentSeat:
+    """A trained recurrent policy acting outside its training loop (cross-play, a zoo
+    partner): it carries one memory per env of the batch it plays, advanced by
+    `distribution` and completed by `observe` (the seat's action and utility, and which
+    episodes ended, where the memory starts afresh). Binding it to another env, or
+    acting on a batch of another size, starts every memory afresh."""
+
+    def __init__(self, net: RecurrentActorCritic) -> None:
+        self.net = net
+        self.env: object | None = None
+        self.hidden: torch.Tensor | None = None
+        self.pending: torch.Tensor | None = None
+        self.prev_action = torch.zeros(0, dtype=torch.long)
+        self.prev_reward = torch.zeros(0)
+
+    def bind(self, env: object, index: int) -> None:
+        if env is not self.env:
+            self.env, self.hidden = env, None
+
+    def _fresh(self, batch: int, device: torch.device) -> None:
+        self.hidden = self.net.initial_state(batch, device)
+        self.prev_action = torch.full((batch,), self.net.no_action, device=device)
+        self.prev_reward = torch.zeros(batch, device=device)
+
+    @torch.no_grad()
+    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Categorical:
+        if self.hidden is None or self.hidden.shape[0] != obs.shape[0]:
+            self._fresh(obs.shape[0], obs.device)
+        assert self.hidden is not None
+        logits, _, self.pending = self.net.step(
+            obs, self.prev_action, self.prev_reward, self.hidden
+        )
+        return Categorical(logits, mask)
+
+    def observe(self, action: torch.Tensor, utility: torch.Tensor, done: torch.Tensor) -> None:
+        if self.pending is None:
+            raise RuntimeError("observe() before distribution()")
+        self.hidden = self.pending * ~done.unsqueeze(-1)
+        self.prev_action = action.long().masked_fill(done, self.net.no_action)
+        self.prev_reward = utility.masked_fill(done, 0.0)
+        self.pending = None
+
+    def memory_state(self) -> dict[str, torch.Tensor | None]:
+        """What it remembers between steps (saved with a training run's partner pool)."""
+        return {"hidden": self.hidden, "action": self.prev_action, "reward": self.prev_reward}
+
+    def load_memory_state(self, state: dict[str, torch.Tensor | None]) -> None:
+        self.hidden = state["hidden"]
+        self.prev_action, self.prev_reward = state["action"], state["reward"]

@@ -50,11 +50,14 @@ class Algorithm:
         make_env: EnvFactory,
         device: torch.device,
         fixed: dict[int, Seat] | None = None,
+        pool_members: list[list[Seat]] | None = None,
     ) -> None:
         self.config = config
         self.make_env = make_env
         self.device = device
         self.fixed = dict(fixed or {})
+        self.pool_members = pool_members
+        """Per seat, the zoo members learners may meet (``train.partners=zoo:NAME``)."""
         seed = config.run.seed
         probe = make_env(1, 0)
         self.agents = probe.agents

@@ -10,9 +10,11 @@ the PPO pieces (`gae`, `Learner`). A2C is PPO with one epoch and one minibatch: 
 the clipped surrogate's gradient is the policy gradient A * grad log pi.
 
 The pool (``train.partners``): per env and episode, kind 0 seats both learners, kind 1 a
-tabular memory-one agent in seat 1, kind 2 one in seat 0, with fresh U(0, 1)^5
-cooperation probabilities. ``mixed`` draws the kinds uniformly, so each learner meets the
-other learner in half of its episodes and a tabular agent in the other half.
+pool partner in seat 1, kind 2 one in seat 0. A pool partner is a tabular memory-one agent
+with fresh U(0, 1)^5 cooperation probabilities, or with ``zoo:NAME`` a member of the zoo
+drawn uniformly among those that fit the seat. ``mixed`` draws the kinds uniformly, so each
+learner meets the other learner in half of its episodes and a tabular agent in the other
+half; ``tabular-only`` and ``zoo:NAME`` draw kinds 1 and 2 only.
 """
 
 from __future__ import annotations
@@ -27,15 +29,16 @@ from srpo_core.agents.memory_one import PROBES, memory_one_distribution
 from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSpec
 from srpo_core.algos.base import Algorithm, Iteration, make_generator, prefixed, sub_seed
 from srpo_core.algos.ppo import Learner, explained_variance, gae
-from srpo_core.envs.base import Discrete
+from srpo_core.envs.base import Discrete, Step
 from srpo_core.envs.ipd import IDENTITY, C
 from srpo_core.errors import UserError
-from srpo_core.rollout import Runner
+from srpo_core.rollout import Runner, Seat
 
 KIND_WEIGHTS = {
     "learners-only": (1.0, 0.0, 0.0),
     "mixed": (1.0, 1.0, 1.0),
     "tabular-only": (0.0, 1.0, 1.0),
+    "zoo": (0.0, 1.0, 1.0),
 }
 
 
@@ -49,20 +52,35 @@ class PartnerPool:
         device: torch.device,
         generator: torch.Generator,
         params: torch.Tensor | None = None,
+        members: list[list[Seat]] | None = None,
     ) -> None:
         self.weights = torch.tensor(weights, device=device)
         self.generator = generator
         self.fixed_params = params
         """Tabular probabilities for every episode (evaluation against a probe); None:
         fresh U(0, 1)^5 per episode."""
+        self.members = members
+        """Zoo members per seat (``train.partners=zoo:NAME``) instead of tabular agents."""
         self.kind = torch.zeros(num_envs, dtype=torch.long, device=device)
         self.params = torch.zeros(num_envs, 5, device=device)
+        self.draw = torch.zeros(num_envs, device=device)
+        """Per env, a uniform number picking the episode's zoo member in either seat."""
+
+    @property
+    def label(self) -> str:
+        """What the pool partners are called in metrics: tabular agents or zoo members."""
+        return "tabular" if self.members is None else "zoo"
 
     def begin(self, starts: torch.Tensor) -> None:
         """New episodes in the envs ``starts``: draw their kinds and tabular agents (drawn
         for every env, kept where an episode starts: fixed shapes, fixed RNG use)."""
         n = starts.shape[0]
         kind = torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
+        if self.members is not None:
+            draw = torch.rand(n, generator=self.generator, device=starts.device)
+            self.kind = torch.where(starts, kind, self.kind)
+            self.draw = torch.where(starts, draw, self.draw)
+            return
         if self.fixed_params is None:
             params = torch.rand(n, 5, generator=self.generator, device=starts.device)
         else:
@@ -71,8 +89,28 @@ class PartnerPool:
         self.params = torch.where(starts.unsqueeze(-1), params, self.params)
 
     def tabular(self, seat: int) -> torch.Tensor:
-        """[B] bool: a tabular agent plays ``seat`` (kind 1: seat 1; kind 2: seat 0)."""
+        """[B] bool: a pool partner plays ``seat`` (kind 1: seat 1; kind 2: seat 0)."""
         return self.kind == 2 - seat
+
+    def act(self, seat: int, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """[B] actions of the pool partners in ``seat`` (computed for every env; used where
+        `tabular` says a partner sits there). Every zoo member acts on the whole batch, so
+        members with memory see every step of their envs."""
+        if self.members is None:
+            return memory_one_distribution(self.params, obs).sample(generator)
+        members = self.members[seat]
+        actions = torch.stack([m.distribution(obs).sample(generator) for m in members])
+        pick = (self.draw * len(members)).long().clamp_max(len(members) - 1)
+        return actions.gather(0, pick.unsqueeze(0)).squeeze(0)
+
+    def observe(self, seat: int, action: torch.Tensor, step: Step) -> None:
+        """After a step: the zoo members of ``seat`` hear their action, utility and ends."""
+        if self.members is None:
+            return
+        utility = step.reward[seat] - step.cost[seat]
+        for member in self.members[seat]:
+            if hasattr(member, "observe"):
+                member.observe(action, utility, step.done)
 
     def identity(self, seat: int) -> torch.Tensor:
         """[B, 6]: what ``seat`` is told about its co-player: [is tabular, its probabilities]
@@ -81,12 +119,25 @@ class PartnerPool:
         return torch.cat([other, self.params * other], -1)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "params": self.params, "generator": self.generator.get_state()}
+        state = {"kind": self.kind, "params": self.params, "generator": self.generator.get_state()}
+        if self.members is not None:  # what the members remember, so resumes are exact
+            state["draw"] = self.draw
+            state["members"] = [
+                [m.memory_state() if hasattr(m, "memory_state") else None for m in seat]
+                for seat in self.members
+            ]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kind = state["kind"].to(self.kind.device)
         self.params = state["params"].to(self.params.device)
         self.generator.set_state(state["generator"])
+        if self.members is not None:
+            self.draw = state["draw"].to(self.draw.device)
+            for seat, saved in zip(self.members, state["members"], strict=True):
+                for member, memory in zip(seat, saved, strict=True):
+                    if memory is not None:
+                        member.load_memory_state(memory)
 
 
 @dataclass
@@ -176,11 +227,7 @@ def play(
             )
             dist = Categorical(logits)
             tabular = pool.tabular(i)
-            action = torch.where(
-                tabular,
-                memory_one_distribution(pool.params, obs).sample(generator),
-                dist.sample(generator),
-            )
+            action = torch.where(tabular, pool.act(i, obs, generator), dist.sample(generator))
             for key, value_t in (
                 ("obs", obs),
                 ("prev_action", memory.prev_action[i]),
@@ -198,6 +245,7 @@ def play(
         step, _ = runner.step(joint)
         utility = step.reward - step.cost
         for i in seats:
+            pool.observe(i, joint[i], step)
             memory.prev_action[i] = joint[i]
             memory.prev_reward[i] = utility[i]
             record[i].setdefault("utility", []).append(utility[i])
@@ -272,13 +320,13 @@ def sequence_update(
     return metrics
 
 
-def play_metrics(seqs: list[Sequences]) -> dict[str, float]:
+def play_metrics(seqs: list[Sequences], partners: str = "tabular") -> dict[str, float]:
     """Per round, over the steps a learner played, against learners and against tabular
     agents: its cooperation rate, its payoff, and its advantage (its payoff minus the
     co-player's; > 0 means it takes more of the surplus than it leaves, as an extortioner
     does, Press & Dyson 2012)."""
     out: dict[str, float] = {}
-    for name, against in (("learners", False), ("tabular", True)):
+    for name, against in (("learners", False), (partners, True)):
         coop, reward, advantage, count = 0.0, 0.0, 0.0, 0.0
         for seq in seqs:
             rows = seq.learner & (seq.partner_tabular == against)
@@ -322,8 +370,13 @@ class RecurrentIPPO(Algorithm):
         num_envs = config.ppo.num_envs
         self.runner = Runner(self.make_env(num_envs, sub_seed(config.run.seed, "env0")))
         pool_rng = make_generator(self.device, sub_seed(config.run.seed, "partners"))
-        weights = KIND_WEIGHTS[config.train.partners]
-        self.pool = PartnerPool(weights, num_envs, self.device, pool_rng)
+        partners = config.train.partners
+        weights = KIND_WEIGHTS[partners.split(":", 1)[0]]
+        if partners.startswith("zoo:") and self.pool_members is None:
+            raise UserError(f"train.partners={partners} needs the zoo's members (a registry)")
+        if self.identity and self.pool_members is not None:
+            raise UserError("env.identity describes tabular co-players; zoo members have none")
+        self.pool = PartnerPool(weights, num_envs, self.device, pool_rng, members=self.pool_members)
         self.memory = Memory.fresh(self.nets(), num_envs, self.device)
 
     def nets(self) -> list[RecurrentActorCritic]:
@@ -341,7 +394,7 @@ class RecurrentIPPO(Algorithm):
             self.generator,
             self.identity,
         )
-        metrics = prefixed("train/", play_metrics(seqs))
+        metrics = prefixed("train/", play_metrics(seqs, self.pool.label))
         for i, hero in self.heroes.items():
             update = sequence_update(
                 hero, seqs[i], config.algo.eps, config.train.reward_scale, self.generator
