@@ -22,6 +22,10 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Folder for report.md and its figures.")] = None,
     episodes: Annotated[int, typer.Option(help="Episodes per seating of the results.")] = 100,
     seed: Annotated[int, typer.Option(help="Evaluation seed of the results.")] = 0,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(help="Also draw this logged metric's learning curves (repeatable)."),
+    ] = None,
     check: Annotated[
         Path | None,
         typer.Option(
@@ -36,7 +40,7 @@ def report(
     from srpo_core import report as rp
 
     if check is not None:
-        if any(v is not None for v in (ablation, env, zoo, out)):
+        if any(v is not None for v in (ablation, env, zoo, out, metric)):
             raise UserError("--check DIR takes no other selection or --out")
         problems = rp.check_report(check)
         if problems:
@@ -54,7 +58,14 @@ def report(
 
     with Registry(registry, create=False) as reg:
         built = rp.build_report(
-            reg, ablation=ablation, env=env, zoo=zoo, out=str(out), episodes=episodes, seed=seed
+            reg,
+            ablation=ablation,
+            env=env,
+            zoo=zoo,
+            out=str(out),
+            episodes=episodes,
+            seed=seed,
+            metrics=list(dict.fromkeys(metric or [])),
         )
     rp.write_report(built, out)
     console.print(

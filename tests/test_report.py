@@ -108,9 +108,11 @@ def _table(text: str) -> list[list[str]]:
     return _tables(text)[0]
 
 
-def _write(url: str, out: Path, now: datetime, **selection) -> str:
+def _write(url: str, out: Path, now: datetime, metrics=(), **selection) -> str:
     with Registry(url, create=False) as reg:
-        report = build_report(reg, out=str(out), episodes=EPISODES, now=now, **selection)
+        report = build_report(
+            reg, out=str(out), episodes=EPISODES, now=now, metrics=metrics, **selection
+        )
     write_report(report, out)
     return (out / "report.md").read_text()
 
@@ -202,6 +204,26 @@ def test_sections_figures_and_numbers_from_the_stored_records(lab, tmp_path):
     assert {r[1] for r in agents} == set(lab["ids"]) - {lab["ids"][1]}
     assert {r[0] for r in groups} == {"ippo", "srpo"}
     assert "regenerate with: `srpo report --ablation test --out " in text
+
+
+def test_extra_metric_curves(lab, tmp_path):
+    """--metric KEY draws that logged key too: its final mean and std per setting come from
+    the stored metric rows; a key nobody logged is said so."""
+    out = tmp_path / "report"
+    key = "eval/agent0/cost"
+    text = _write(lab["url"], out, STAMP, ablation="test", metrics=[key, "eval/nothing"])
+    assert check_report(out) == []
+    assert "(learning_eval_agent0_cost.png)" in text and "No run logged `eval/nothing`." in text
+    assert f"--metric {key} --metric eval/nothing" in text
+    rows = {r[0]: r for r in _table(_section(text, "Learning curves"))}
+    with Registry(lab["url"], create=False) as reg:
+        for algo, label in (("ippo", "ippo tau=0"), ("srpo", "srpo tau=10")):
+            values = []
+            for run_id in lab["ids"]:
+                if reg.get_run(run_id).algo == algo:
+                    frame = reg.metrics(run_id, [key]).sort_values("step")
+                    values.append(float(frame.iloc[-1]["value"]))
+            assert rows[label][-2:] == [f"{np.mean(values):.4f}", f"{np.std(values):.4f}"]
 
 
 def test_regenerating_in_a_new_process_gives_the_same_bytes(lab, tmp_path):

@@ -68,9 +68,11 @@ def build_report(
     out: str,
     episodes: int = 100,
     seed: int = 0,
+    metrics: Sequence[str] = (),
     now: datetime | None = None,
 ) -> Report:
-    """The report of the selected runs (see `selection.select`), in memory."""
+    """The report of the selected runs (see `selection.select`), in memory; ``metrics``
+    are logged keys drawn as learning curves besides `LEARNING_METRICS`."""
     selection = select(registry, ablation=ablation, env=env, zoo=zoo, episodes=episodes, seed=seed)
     groups = settings(selection.runs)
     drawn: dict[str, bytes] = {}
@@ -84,11 +86,11 @@ def build_report(
         f"(a setting is a run config without `run.seed`; keys that differ: {keys}). Everything "
         "below is read from the registry: nothing was trained or played to write it.\n"
     )
-    command = _command(registry, selection, out, episodes, seed)
+    command = _command(registry, selection, out, episodes, seed, metrics)
     parts = [
         intro,
         _runs_section(groups),
-        _learning_section(registry, groups, drawn),
+        _learning_section(registry, groups, drawn, metrics),
         _crossplay_section(groups, pools, stats, selection, drawn, episodes, seed),
         _tau_section(groups, stats, drawn),
         _leaderboard_section(registry, selection, groups, episodes, seed),
@@ -145,11 +147,15 @@ def _short_commit(commit: str | None) -> str:
 # ---- learning curves ----------------------------------------------------------------------
 
 
-def _learning_section(registry: Registry, groups: Settings, drawn: dict[str, bytes]) -> str:
+def _learning_section(
+    registry: Registry, groups: Settings, drawn: dict[str, bytes], extra: Sequence[str]
+) -> str:
     colours = {label: i for i, label in enumerate(groups.order)}
     lines = ["## Learning curves", ""]
     finals: dict[str, dict[str, Curve]] = {}
-    for key, file, ylabel in LEARNING_METRICS:
+    builtin = {key for key, _, _ in LEARNING_METRICS}
+    plotted = [*LEARNING_METRICS, *(_metric_figure(k) for k in extra if k not in builtin)]
+    for key, file, ylabel in plotted:
         curves = learning_curves(registry, groups, key)
         if not curves:
             if key == "eval/return":
@@ -158,13 +164,15 @@ def _learning_section(registry: Registry, groups: Settings, drawn: dict[str, byt
                     "log no evaluations).",
                     "",
                 ]
+            if key in extra:
+                lines += [f"No run logged `{key}`.", ""]
             continue
         drawn[file] = figures.learning_curves(curves, colours, ylabel)
         lines += [f"![{key}: mean ± std across seeds per setting]({file})", ""]
         for curve in curves:
             finals.setdefault(curve.setting, {})[key] = curve
     if finals:
-        keys = [key for key, _, _ in LEARNING_METRICS if any(key in c for c in finals.values())]
+        keys = [key for key, _, _ in plotted if any(key in c for c in finals.values())]
         header = ["setting", "seeds", "env steps"]
         for key in keys:
             header += [f"final {key}", "std"]
@@ -185,6 +193,11 @@ def _learning_section(registry: Registry, groups: Settings, drawn: dict[str, byt
             _table(header, rows),
         ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _metric_figure(key: str) -> tuple[str, str, str]:
+    """(key, figure file, axis label) of a learning curve asked for by name."""
+    return key, "learning_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png", key
 
 
 # ---- cross-play ---------------------------------------------------------------------------
@@ -438,10 +451,19 @@ def _provenance_section(
     return "\n".join(lines) + "\n"
 
 
-def _command(registry: Registry, selection: Selection, out: str, episodes: int, seed: int) -> str:
+def _command(
+    registry: Registry,
+    selection: Selection,
+    out: str,
+    episodes: int,
+    seed: int,
+    metrics: Sequence[str],
+) -> str:
     flag, value = selection.flag
     words = ["srpo", "report", flag, value, "--out", out, "--episodes", str(episodes)]
-    words += ["--seed", str(seed), "--registry", _shown_url(registry)]
+    words += ["--seed", str(seed)]
+    words += [word for key in metrics for word in ("--metric", key)]
+    words += ["--registry", _shown_url(registry)]
     return shlex.join(words)
 
 
