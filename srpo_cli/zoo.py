@@ -51,6 +51,10 @@ def build(
         list[str] | None, typer.Option(help="A built-in scripted policy, ENV/NAME.")
     ] = None,
     random: Annotated[bool, typer.Option("--random", help="Add the uniform policy.")] = False,
+    untuned: Annotated[
+        list[str] | None,
+        typer.Option(help="Debate: an untuned base model directory as a partner (repeatable)."),
+    ] = None,
     held_out: Annotated[
         bool,
         typer.Option("--held-out", help="Evaluation only: training may not use its members."),
@@ -82,6 +86,7 @@ def build(
         policies=policy or [],
         scripted=scripted or [],
         random=random,
+        untuned=untuned or [],
     )
     with Registry(registry, create=False) as reg:
         zoo, added = build_zoo(

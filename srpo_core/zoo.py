@@ -227,13 +227,15 @@ def partner_seats(
 @dataclass(frozen=True)
 class MemberQuery:
     """What `srpo zoo build` adds: runs by query (at checkpoint fractions), explicit refs
-    (``REF`` or ``REF@STEP``), built-in scripted policies, the random policy."""
+    (``REF`` or ``REF@STEP``), built-in scripted policies, the random policy, untuned base
+    models (debate: model directories)."""
 
     runs: RunQuery | None = None
     fractions: Sequence[float] = (1.0,)
     policies: Sequence[str] = ()
     scripted: Sequence[str] = ()
     random: bool = False
+    untuned: Sequence[str] = ()
 
 
 def build_zoo(
@@ -271,8 +273,17 @@ def build_zoo(
         pinned.append(pin(registry, ref, env=env))
     if members.random:
         pinned.append(pin(registry, f"random:{env}/uniform", env=env))
+    for model_dir in members.untuned:
+        if env != "debate":
+            raise UserError("--untuned adds a base model directory to a debate zoo only")
+        from srpo_core.debate.evaluate import register_untuned
+
+        ref, _ = register_untuned(registry, model_dir)  # its files' hash is in its spec
+        pinned.append(Pinned(ref, None, None))
     if not pinned:
-        raise UserError("no members selected: give --runs, --policy, --scripted or --random")
+        raise UserError(
+            "no members selected: give --runs, --policy, --scripted, --random or --untuned"
+        )
 
     existing = {z.name: z for z in registry.zoos()}.get(name)
     if existing is not None:
@@ -368,14 +379,20 @@ def manifest_sha256(content: dict[str, Any]) -> str:
 
 
 def freeze_zoo(registry: Registry, name: str) -> ZooInfo:
-    """Fix the zoo: every member checkpoint is read (proving its bytes match its hash), then
-    the manifest's sha256 is recorded and the zoo refuses changes from then on."""
+    """Fix the zoo: every member checkpoint is read (proving its bytes match its hash; an
+    untuned base model's files are hashed again), then the manifest's sha256 is recorded
+    and the zoo refuses changes from then on."""
     zoo = registry.get_zoo(name)
     if zoo.frozen:
         raise UserError(f"zoo {name!r} is already frozen (manifest {zoo.manifest_sha256})")
     if not zoo.members:
         raise UserError(f"zoo {name!r} has no members to freeze")
     for member in zoo.members:
+        info = registry.get_policy(member.policy_ref)
+        if info.kind == "untuned":
+            from srpo_core.debate.evaluate import verify_untuned
+
+            verify_untuned(info)
         _member_payload(registry, member.policy_ref, member.step)
     registry.freeze_zoo(name, manifest_sha256(manifest(registry, zoo)))
     return registry.get_zoo(name)

@@ -21,6 +21,7 @@ from srpo_core.debate.evaluate import (
 )
 from srpo_core.debate.run import build_trainer
 from srpo_core.debate.tiny import make_tiny_model
+from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.train import resume, train
 
@@ -201,3 +202,45 @@ def test_debate_runs_cross_play_through_the_pool_machinery(tiny: Path, tmp_path:
     metrics = report.outcomes[2].metrics
     assert metrics["return"] == direct["joint_accuracy"] == metrics["joint_accuracy"]
     assert metrics["episode_returns"] == direct["episode_returns"]
+
+
+def test_untuned_base_model_is_a_zoo_member(tiny: Path, tmp_path: Path) -> None:
+    """The paper's second table through the zoo machinery: a run's agents against a zoo
+    holding the untuned base model; each entry is the joint accuracy the debate API gives
+    for the same pair. Changing the model's files afterwards stops it from playing."""
+    import shutil
+
+    from srpo_core.crossplay import Setup, env_seats, evaluate, plan_zoo
+    from srpo_core.zoo import MemberQuery, build_zoo, env_config_from, freeze_zoo
+
+    base = Path(shutil.copytree(tiny, tmp_path / "base"))
+    with Registry(str(tmp_path / "srpo.db")) as registry:
+        run = registry.get_run(train(_config(tiny, "ippo"), registry).run_id)
+        env_sets = [f"env.{k}={json.dumps(v)}" for k, v in run.config["env"].items()]
+        zoo, added = build_zoo(
+            registry,
+            "untuned",
+            env="debate",
+            members=MemberQuery(untuned=[str(base)]),
+            sets=env_sets,
+            held_out=True,
+        )
+        (member,) = zoo.members
+        assert added == 1 and member.policy_ref.startswith("untuned:debate/base-")
+        freeze_zoo(registry, "untuned")
+        env_values = run.config["env"]
+        plan = plan_zoo(registry, zoo, [run], env_seats(env_config_from(env_values)))
+        cross = [s for _, s, kind in plan if kind == "cp"]
+        assert [s.seat for s in cross] == ["agent0", "agent1"]
+        report = evaluate(registry, cross, Setup(env_values, 3, seed=1))
+        problems = held_out_problems("generated", 3, seed=1, generated_max=3)
+        trained = load_debate_policy(registry, f"{run.id}/agent0")
+        direct = evaluate_policies(
+            trained, untuned(str(base)), problems, rounds=2, max_new_tokens=6
+        )
+        assert report.outcomes[0].metrics["return"] == direct.joint_accuracy
+        assert report.outcomes[0].metrics["episode_returns"] == list(direct.both_correct)
+
+        (base / "config.json").write_text((base / "config.json").read_text() + " ")
+        with pytest.raises(UserError, match="files changed"):
+            evaluate(registry, cross, Setup(env_values, 3, seed=2))

@@ -16,7 +16,9 @@ Greedy decoding by default, so the result does not depend on the seed; with
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,9 +29,11 @@ from srpo_core.debate.data import Problem, generate_problems, load_gsm8k
 from srpo_core.debate.models import LoraSpec, Roster, Seat
 from srpo_core.debate.rollout import play_debate
 from srpo_core.errors import UserError
-from srpo_core.registry import Registry
+from srpo_core.registry import NotFoundError, PolicyInfo, Registry
 
 POLICY_KIND = "debate-lora"
+UNTUNED_KIND = "untuned"
+"""Registry kind of an untuned base model registered as a partner (a zoo member)."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,54 @@ def untuned(model_dir: str) -> DebatePolicy:
     return DebatePolicy(model_dir, name=f"{UNTUNED}{model_dir}")
 
 
+def model_dir_sha256(model_dir: str | Path) -> str:
+    """sha256 over a model directory: every file's relative path and contents, in order."""
+    root = Path(model_dir)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def register_untuned(registry: Registry, model_dir: str) -> tuple[str, str]:
+    """Register the untuned base model in ``model_dir`` as a debate partner (the paper's
+    "untuned partner", e.g. a zoo member); returns its ref `untuned:debate/NAME-HASH8` and
+    the directory's sha256, checked again whenever it plays."""
+    path = Path(model_dir).resolve()
+    if not path.is_dir():
+        raise UserError(f"no model directory {model_dir}")
+    sha = model_dir_sha256(path)
+    ref = registry.register_policy(
+        run_id=None,
+        role=f"{path.name}-{sha[:8]}",
+        env="debate",
+        kind=UNTUNED_KIND,
+        spec={"model_dir": str(path), "sha256": sha, "seat": "*"},
+    )
+    return ref, sha
+
+
+def verify_untuned(info: PolicyInfo) -> str:
+    """The model directory of a registered untuned policy, after checking that its files
+    still hash to what was registered."""
+    model_dir = info.spec["model_dir"]
+    if not Path(model_dir).is_dir() or model_dir_sha256(model_dir) != info.spec["sha256"]:
+        raise UserError(f"{info.id}: {model_dir} is gone or its files changed since it joined")
+    return model_dir
+
+
 def policy_from_ref(registry: Registry, ref: str, *, step: int | None = None) -> DebatePolicy:
-    """`RUN/agentN` (optionally at ``step``) or `untuned:MODEL_DIR`."""
-    if ref.startswith(UNTUNED):
-        return untuned(ref.removeprefix(UNTUNED))
+    """`RUN/agentN` (optionally at ``step``), a registered untuned base model, or
+    `untuned:MODEL_DIR` (any directory, unregistered)."""
+    try:
+        info = registry.get_policy(ref)
+    except NotFoundError:
+        if ref.startswith(UNTUNED):
+            return untuned(ref.removeprefix(UNTUNED))
+        raise
+    if info.kind == UNTUNED_KIND:
+        return DebatePolicy(verify_untuned(info), name=info.id)
     return load_debate_policy(registry, ref, step=step)
 
 

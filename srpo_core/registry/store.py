@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted", "imported")
 """`imported`: a run that arrived with a zoo archive (its checkpoints, no training here)."""
-POLICY_KINDS = ("trained", "scripted", "random")
+POLICY_KINDS = ("trained", "scripted", "random", "untuned")
 _ENDED_STATUSES = frozenset({"finished", "failed", "interrupted"})
 _MIN_PREFIX = 4
 _HEX = re.compile(r"[0-9a-f]+")
@@ -427,7 +427,8 @@ class Registry(ZooStore):
         """Record a policy others can be evaluated with; returns its ref.
 
         The ref is `<run_id>/<role>` for a run's policy and `<kind>:<env>/<role>` for a
-        scripted or random policy without a run. Registering the same ref again updates it.
+        scripted, random or untuned (a debate base model) policy without a run. Registering
+        the same ref again updates it.
         """
         if kind not in POLICY_KINDS:
             raise ValueError(f"unknown policy kind {kind!r}; expected one of {POLICY_KINDS}")
