@@ -9,18 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import torch
 
 from srpo_core import checkpoints
 from srpo_core.agents.load import load_seat
 from srpo_core.algos import algorithm_class
-from srpo_core.algos.base import Algorithm, make_generator, prefixed, sub_seed
+from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
 from srpo_core.config import Config, build_config
 from srpo_core.envs import make_env
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
-from srpo_core.rollout import play_episodes
 from srpo_core.zoo import partner_seats, refuse_held_out
 
 FLUSH_SECONDS = 30.0
@@ -93,14 +93,40 @@ def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
     return algorithm_class(config)(config, factory, device, fixed, members)
 
 
-def evaluate(algo: Algorithm, episodes: int, seed: int) -> dict[str, float]:
-    """The trained agents playing together, with a seed of its own (training RNG untouched)."""
-    custom = getattr(algo, "evaluate", None)
-    if custom is not None:  # e.g. recurrent learners, which carry memory between steps
-        return custom(episodes, seed)
-    env = algo.make_env(episodes, sub_seed(seed, "eval-env"))
-    generator = make_generator(algo.device, sub_seed(seed, "eval-actions"))
-    return play_episodes(env, algo.seats(), generator).summary(algo.agents, list(algo.heroes))
+class Trainable(Protocol):
+    """What the run loop drives: an RL `Algorithm`, or the LLM debate trainer."""
+
+    device: torch.device
+
+    def iterate(self) -> Iteration: ...
+
+    def set_learning_rate(self, lr: float) -> None: ...
+
+    def evaluate(self, episodes: int, seed: int, final: bool = False) -> dict[str, float]: ...
+
+    def policy_states(self) -> dict[str, dict[str, torch.Tensor]]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, policies: dict[str, dict], state: dict[str, Any]) -> None: ...
+
+
+def build_trainable(config: Config, registry: Registry) -> tuple[Trainable, dict[str, dict]]:
+    """The trainer of ``config`` and the spec of each policy it publishes. Models, data and
+    frozen seats are loaded here, so bad input fails before a run row exists."""
+    if config.env.name == "debate":  # LLM debate has its own trainer, not a BatchedEnv
+        from srpo_core.debate.run import build_trainer, policy_specs
+
+        return build_trainer(config), policy_specs(config)
+    algo = build_algorithm(config, registry)
+    learning = [a for i, a in enumerate(algo.agents) if i not in algo.fixed]
+    specs = {}
+    for role, net in algo.policies().items():
+        # The seats it can fill in cross-play: its own, or every learning seat when one
+        # policy is shared across seats (role "shared").
+        seats = [role] if role in algo.agents else learning
+        specs[role] = {"net": net.spec.to_dict(), "env_config": asdict(config.env), "seats": seats}
+    return algo, specs
 
 
 def train(
@@ -112,12 +138,8 @@ def train(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
     """Start a new run of ``config`` in ``registry`` and train it to its budget."""
-    if config.env.name == "debate":  # LLM debate has its own loop, not a BatchedEnv
-        from srpo_core.debate.run import train_debate
-
-        return train_debate(config, registry, command=command, tags=tags, on_progress=on_progress)
-    algo = build_algorithm(config, registry)
-    config.run.device = str(algo.device)
+    trainable, specs = build_trainable(config, registry)
+    config.run.device = str(trainable.device)
     run_id = registry.create_run(
         env=config.env.name,
         algo=config.algo.name,
@@ -128,17 +150,12 @@ def train(
         tags=list(tags),
         command=command,
     )
-    for role, net in algo.policies().items():
-        # The seats it can fill in cross-play: its own, or every learning seat when one
-        # policy is shared across seats (role "shared").
-        learning = [a for i, a in enumerate(algo.agents) if i not in algo.fixed]
-        seats = [role] if role in algo.agents else learning
-        spec = {"net": net.spec.to_dict(), "env_config": asdict(config.env), "seats": seats}
+    for role, spec in specs.items():
         registry.register_policy(
             run_id=run_id, role=role, env=config.env.name, kind="trained", spec=spec
         )
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
-    return _loop(run_id, config, algo, registry, counters, on_progress)
+    return _loop(run_id, config, trainable, registry, counters, on_progress)
 
 
 def resume(
@@ -152,27 +169,23 @@ def resume(
     run = registry.get_run(run_id)
     if run.status == "finished":
         raise UserError(f"run {run.id} already finished; nothing to resume")
-    if run.env == "debate":
-        from srpo_core.debate.run import resume_debate
-
-        return resume_debate(run, registry, on_progress=on_progress)
     config = build_config(run.config)
-    algo = build_algorithm(config, registry)
+    trainable, _ = build_trainable(config, registry)
     latest = registry.latest_checkpoint(run.id)
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
     if latest is not None:
         state = checkpoints.from_bytes(registry.read_checkpoint(latest))
-        algo.load_state_dict(state["policies"], state["algo"])
+        trainable.load_state_dict(state["policies"], state["algo"])
         counters = state["counters"]
     registry.delete_metrics_after(run.id, latest.step if latest else -1)
     registry.set_status(run.id, "running")
-    return _loop(run.id, config, algo, registry, counters, on_progress)
+    return _loop(run.id, config, trainable, registry, counters, on_progress)
 
 
 def _loop(
     run_id: str,
     config: Config,
-    algo: Algorithm,
+    trainable: Trainable,
     registry: Registry,
     counters: dict[str, int],
     on_progress: Callable[[Progress], None] | None,
@@ -201,16 +214,16 @@ def _loop(
         last_flush = time.monotonic()
 
     def save() -> None:
-        policies = {role: net.state_dict() for role, net in algo.policies().items()}
-        payload = checkpoints.to_bytes(policies, algo.state_dict(), counters)
+        policies = trainable.policy_states()
+        payload = checkpoints.to_bytes(policies, trainable.state_dict(), counters)
         flush()  # metric rows first: a stored checkpoint implies its rows are stored too
         registry.save_checkpoint(run_id, counters["env_steps"], payload)
 
     try:
         while counters[budget_key] < run.steps:
             if config.ppo.anneal_lr:
-                algo.set_learning_rate(config.ppo.lr * (1 - counters[budget_key] / run.steps))
-            it = algo.iterate()
+                trainable.set_learning_rate(config.ppo.lr * (1 - counters[budget_key] / run.steps))
+            it = trainable.iterate()
             counters["env_steps"] += it.env_steps
             counters["hero_samples"] += it.hero_samples
             counters["iterations"] += 1
@@ -224,7 +237,8 @@ def _loop(
                 metrics["perf/sps"] = sps
                 if run.eval_episodes:
                     seed = sub_seed(run.seed, f"eval/{counters['env_steps']}")
-                    metrics |= prefixed("eval/", evaluate(algo, run.eval_episodes, seed))
+                    scores = trainable.evaluate(run.eval_episodes, seed, final=finished)
+                    metrics |= prefixed("eval/", scores)
                     eval_return = metrics.get("eval/return")
                 pending.append((counters["env_steps"], metrics))
                 if on_progress:
@@ -246,6 +260,9 @@ def _loop(
                 flush()  # visible progress; rows after the last checkpoint redo on resume
     except KeyboardInterrupt:
         registry.set_status(run_id, "interrupted", error="interrupted by the user or a signal")
+        raise
+    except UserError as exc:
+        registry.set_status(run_id, "failed", error=str(exc))
         raise
     except Exception as exc:
         registry.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")

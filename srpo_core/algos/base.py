@@ -13,7 +13,7 @@ from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.algos.ppo import Learner
 from srpo_core.config import Config
 from srpo_core.envs.base import BatchedEnv, Discrete
-from srpo_core.rollout import Seat
+from srpo_core.rollout import Seat, play_episodes
 
 EnvFactory = Callable[[int, int], BatchedEnv]
 """make_env(num_envs, seed) -> BatchedEnv"""
@@ -113,8 +113,19 @@ class Algorithm:
         """The trained policy of each trained role: what checkpoints publish as partners."""
         return {role: hero.net for role, hero in self.roles().items()}
 
+    def policy_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Each trained role's weights, as checkpoints store them."""
+        return {role: net.state_dict() for role, net in self.policies().items()}
+
     def iterate(self) -> Iteration:
         raise NotImplementedError
+
+    def evaluate(self, episodes: int, seed: int, final: bool = False) -> dict[str, float]:
+        """The trained agents playing together, one episode per env, with a seed of its own
+        (the training RNG is untouched). ``final``: the run's last evaluation."""
+        env = self.make_env(episodes, sub_seed(seed, "eval-env"))
+        generator = make_generator(self.device, sub_seed(seed, "eval-actions"))
+        return play_episodes(env, self.seats(), generator).summary(self.agents, list(self.heroes))
 
     def learners(self) -> list[Learner]:
         """Every optimised network (SRPO adds its adversaries)."""

@@ -403,7 +403,7 @@ class RecurrentIPPO(Algorithm):
         samples = ppo.num_envs * ppo.num_steps
         return Iteration(metrics, env_steps=samples, hero_samples=samples)
 
-    def evaluate(self, episodes: int, seed: int) -> dict[str, float]:
+    def evaluate(self, episodes: int, seed: int, final: bool = False) -> dict[str, float]:
         """One episode per env of the learners together, and of each learner against each
         probe in `PROBES` (in the other seat); per-round figures (see README, IPD)."""
         rounds = int(self.config.env.rounds)

@@ -36,6 +36,7 @@ from srpo_core.algos.base import Iteration, make_generator, sub_seed
 from srpo_core.algos.ppo import clipped_surrogate, explained_variance
 from srpo_core.config import Config
 from srpo_core.debate.data import Problem, generate_problems, load_gsm8k
+from srpo_core.debate.evaluate import evaluate_pair
 from srpo_core.debate.generation import (
     Generation,
     last_prompt_hidden,
@@ -190,9 +191,36 @@ class DebateTrainer:
 
     # ---- what the run publishes -------------------------------------------------------
 
-    def policies(self) -> dict[str, dict[str, torch.Tensor]]:
+    def policy_states(self) -> dict[str, dict[str, torch.Tensor]]:
         """Each agent's adapter weights: what checkpoints publish as partners."""
         return {role: self.roster.adapter_state(self.seats[role]) for role in AGENTS}
+
+    def evaluate(self, episodes: int, seed: int, final: bool = False) -> dict[str, float]:
+        """The two agents debating the evaluation problems (``run.eval_episodes`` of them,
+        drawn at start-up), greedy. The ``final`` evaluation also pairs each agent with its
+        partner's untuned base model: `agent0/untuned_partner/accuracy` (the agent's own)
+        and `.../joint_accuracy`."""
+        env = self.config.env
+        agents = (self.seats["agent0"], self.seats["agent1"])
+
+        def play(seats: tuple[Seat, Seat]):
+            return evaluate_pair(
+                self.roster,
+                seats,
+                self.eval_problems,
+                rounds=env.rounds,
+                max_new_tokens=env.max_new_tokens,
+                seed=seed,
+            )
+
+        metrics = play(agents).metrics()
+        if final:
+            for i, role in enumerate(AGENTS):
+                partner = Seat(agents[1 - i].base, None)
+                result = play((agents[0], partner) if i == 0 else (partner, agents[1]))
+                metrics[f"{role}/untuned_partner/accuracy"] = result.accuracy[i]
+                metrics[f"{role}/untuned_partner/joint_accuracy"] = result.joint_accuracy
+        return metrics
 
     def set_learning_rate(self, lr: float) -> None:
         """Scale every group (adapter at ppo.lr, value head at env.value_lr) by lr / ppo.lr."""
@@ -421,7 +449,9 @@ class DebateTrainer:
             "data_generator": self.data_generator.get_state(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, policies: dict[str, dict], state: dict) -> None:
+        """Restore a checkpoint; every adapter (``policies`` repeats the agents') is in
+        ``state``."""
         for role, seat in self.seats.items():
             self.roster.load_adapter_state(seat, state["adapters"][role])
         for role, learner in self.learners.items():
