@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow ci-report lint clean
+.PHONY: setup demo test test-slow ci-report gpu-check lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,6 +56,17 @@ test: $(STAMP)
 # Long checks (pyproject's `slow` marker): learning tests, the SmolLM2 debate test.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# On a CUDA machine (after installing a CUDA torch build into .venv): the CUDA tests, then
+# training throughput per batch size on the GPU, written to out/gpu/*.json.
+GPUBENCH := $(BIN)/srpo bench --set run.device=cuda --seconds 10
+gpu-check: $(STAMP)
+	mkdir -p out/gpu
+	$(BIN)/python -m pytest -q -n 0 tests/test_cuda.py tests/test_gridworld.py -k cuda
+	$(GPUBENCH) --env gridworld --batch 8,64,512,4096 --out out/gpu/gridworld.json
+	$(GPUBENCH) --env gridworld --algo srpo --batch 8,512 --out out/gpu/gridworld-srpo.json
+	$(GPUBENCH) --env hanabi --batch 64,256 --out out/gpu/hanabi.json
+	$(GPUBENCH) --env tag --batch 64 --out out/gpu/tag.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check srpo_core srpo_cli tests
