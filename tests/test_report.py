@@ -315,3 +315,23 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(lab, tmp_path):
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error:"), proc.stderr
         assert message in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_settings_ignore_what_does_not_change_training():
+    """Seeds, checkpoint/log cadence, eval size and threads do not split a setting; a
+    budget does."""
+    from srpo_core.registry import RunInfo
+    from srpo_core.report.selection import settings
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def run(name: str, seed: int, **run_keys) -> RunInfo:
+        config = {"algo": {"name": "srpo", "tau": 10.0}, "run": {"seed": seed, **run_keys}}
+        return RunInfo(name, "matrix", "srpo", 10.0, 0.2, seed, config, "h", "0", None,
+                       "finished", None, (), "", now, now, now, 0, 0)  # fmt: skip
+
+    same = [run("a", 0, checkpoint_every=0), run("b", 1, checkpoint_every=5, log_every=3)]
+    same.append(run("c", 2, eval_episodes=7, threads=2))
+    assert settings(same).order == ("srpo",)
+    split = settings([*same, run("d", 0, steps=100)])
+    assert len(split.order) == 2 and split.keys == ("run.steps",)

@@ -83,7 +83,8 @@ def build_report(
     intro = (
         f"# srpo report: {selection.title}\n\n"
         f"{len(groups.runs)} runs ({', '.join(envs)}) in {len(groups.order)} settings "
-        f"(a setting is a run config without `run.seed`; keys that differ: {keys}). Everything "
+        "(a setting is a run config without its seed, checkpoint and logging cadence, "
+        f"evaluation size and threads; keys that differ: {keys}). Everything "
         "below is read from the registry: nothing was trained or played to write it.\n"
     )
     command = _command(registry, selection, out, episodes, seed, metrics)

@@ -1,7 +1,8 @@
 """Which runs a report covers, and how they group into settings.
 
-A *setting* is a run's config without ``run.seed``: the runs of one setting are seeds of one
-experiment, averaged in every figure. Settings are labelled by the config keys that differ
+A *setting* is a run's config without the keys that do not change what is trained
+(`NOT_SETTING_KEYS`: the seed, checkpoint and logging cadence, evaluation size, threads):
+the runs of one setting are seeds of one experiment, averaged in every figure. Settings are labelled by the config keys that differ
 between the selected runs (``srpo tau=10 eps=0.1``) and ordered by those keys' values, so
 the same registry always gives the same order.
 """
@@ -17,7 +18,9 @@ from srpo_core.leaderboard import Leaderboard, build_leaderboard
 from srpo_core.registry import Registry, RunInfo
 from srpo_core.registry.models import canonical_json
 
-SEED_KEY = "run.seed"
+NOT_SETTING_KEYS = frozenset(
+    ("run.seed", "run.checkpoint_every", "run.log_every", "run.eval_episodes", "run.threads")
+)
 LEADING_KEYS = ("algo.name", "algo.tau", "algo.eps")
 """Differing keys shown first (and sorted on first), in this order."""
 
@@ -103,7 +106,7 @@ class Settings:
 
 def settings(runs: tuple[RunInfo, ...] | list[RunInfo]) -> Settings:
     flat = {run.id: flatten(run.config) for run in runs}
-    all_keys = sorted({key for values in flat.values() for key in values} - {SEED_KEY})
+    all_keys = sorted({key for values in flat.values() for key in values} - NOT_SETTING_KEYS)
     keys = [
         key
         for key in all_keys
