@@ -461,6 +461,17 @@ def test_srpo_trains_on_a_coordination_preset(registry_url):
 
 
 @needs_proc
+def running(registry_url: str) -> bool:
+    """The trainer has created its run row (the registry may not even exist yet)."""
+    if not Path(registry_url.removeprefix("sqlite:///")).exists():
+        return False
+    try:
+        with Registry(registry_url, create=False) as reg:
+            return [r.status for r in reg.list_runs()] == ["running"]
+    except UserError:  # tables still being created
+        return False
+
+
 def test_ctrl_c_stops_training_and_its_workers(cli, registry_url):
     # A terminal's Ctrl-C: SIGINT at its default disposition, even where this test runs in
     # the background (a non-interactive shell starts background jobs with SIGINT ignored,
@@ -478,7 +489,9 @@ def test_ctrl_c_stops_training_and_its_workers(cli, registry_url):
     while time.time() < deadline and len(processes_with(registry_url)) < 3:  # trainer + 2 workers
         time.sleep(0.2)
     assert len(processes_with(registry_url)) >= 3
-    time.sleep(1.0)
+    while time.time() < deadline and not running(registry_url):  # the run row exists
+        time.sleep(0.2)
+    assert running(registry_url)
     proc.send_signal(signal.SIGINT)
     try:  # generous: a loaded CI machine finishes the current update before it stops
         proc.communicate(timeout=120)
