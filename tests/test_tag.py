@@ -237,14 +237,14 @@ def test_workers_match_in_process(continuous: bool) -> None:
     local = TagEnv(config, 5, "cpu", 7)
     pooled = TagEnv(TagEnvConfig(continuous=continuous, workers=2), 5, "cpu", 7)
     try:
-        assert pooled._backend is None  # nothing starts before the first reset
+        assert pooled._shards.backend is None  # nothing starts before the first reset
         for x, y in zip(local.reset(), pooled.reset(), strict=True):
             assert torch.equal(x, y)
         rng = np.random.default_rng(3)
         for _ in range(MAX_CYCLES + 3):
             actions = random_actions(local, rng)
             assert_steps_equal(local.step(actions), pooled.step(actions))
-        procs = list(pooled._backend.procs)
+        procs = list(pooled._shards.backend.procs)
         assert len(procs) == 2 and all(p.is_alive() and p.daemon for p in procs)
     finally:
         pooled.close()
@@ -255,7 +255,7 @@ def test_workers_match_in_process(continuous: bool) -> None:
 def test_dropped_env_stops_its_workers() -> None:
     env = TagEnv(TagEnvConfig(workers=2), 4, "cpu", 0)
     env.reset()
-    procs = list(env._backend.procs)
+    procs = list(env._shards.backend.procs)
     del env
     gc.collect()
     for p in procs:

@@ -57,7 +57,7 @@ def actions_for(env, obs: list[torch.Tensor], rng: np.random.Generator, heading:
 def mpe_state(env: TagEnv) -> tuple[np.ndarray, np.ndarray]:
     """The float64 positions [envs, entities, 2] and velocities [envs, agents, 2] of the
     mpe2 worlds inside an in-process TagEnv."""
-    worlds = [e.world for e in env._backend.envs]
+    worlds = [e.world for e in env._shards.backend.envs]
     pos = np.stack([[x.state.p_pos for x in w.agents + w.landmarks] for w in worlds])
     vel = np.stack([[a.state.p_vel for a in w.agents] for w in worlds])
     return pos, vel
@@ -81,8 +81,8 @@ def run_against_reference(ref: TagEnv, fast: TagBatchedEnv, seed: int, steps: in
     for x, y in zip(obs, fast.reset(), strict=True):
         assert torch.equal(x, y)
     seen = {"touches": 0, "bound": 0, "max_speed": 0, "obstacle": 0, "resets": 0}
-    runners = ~np.array([a.adversary for a in ref._backend.envs[0].world.agents])
-    max_speed = np.array([a.max_speed for a in ref._backend.envs[0].world.agents])
+    runners = ~np.array([a.adversary for a in ref._shards.backend.envs[0].world.agents])
+    max_speed = np.array([a.max_speed for a in ref._shards.backend.envs[0].world.agents])
     heading = rng.normal(size=(ref.num_envs, 2))
     for _ in range(steps):
         actions = actions_for(ref, obs, rng, heading)

@@ -74,7 +74,7 @@ import torch
 
 from srpo_core.envs.base import BatchedEnv, Discrete, Step
 from srpo_core.envs.overcooked_compat import import_overcooked
-from srpo_core.envs.shards import ShardPool
+from srpo_core.envs.shards import Shards
 from srpo_core.errors import UserError
 
 ACTION_LABELS = ("up", "down", "right", "left", "stay", "interact")
@@ -416,10 +416,10 @@ class OvercookedBatchedEnv(BatchedEnv):
         self.config = config
         dim = obs_dim(config)  # builds the planner here, before any worker forks
         self.obs_dims = (dim, dim)
-        self.workers = min(config.workers, num_envs)
-        bounds = np.linspace(0, num_envs, max(self.workers, 1) + 1).round().astype(int)
-        self._slices = [slice(int(a), int(b)) for a, b in zip(bounds, bounds[1:], strict=False)]
-        self._backend: _Shard | ShardPool | None = None  # started on first use
+        self._shards = Shards(
+            _Shard, asdict(config), num_envs, config.workers, config.start_method, "overcooked-env"
+        )
+        self.workers = self._shards.workers
         self._seeds = np.zeros(num_envs, dtype=np.int64)
         self._started = False
         self.steps_taken = 0
@@ -435,25 +435,6 @@ class OvercookedBatchedEnv(BatchedEnv):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _start(self) -> None:
-        if self._backend is not None:
-            return
-        config_dict = asdict(self.config)
-        if self.workers == 0:
-            self._backend = _Shard(config_dict, self.num_envs)
-            return
-        method = self.config.start_method
-        if method == "auto":
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        counts = [s.stop - s.start for s in self._slices]
-        self._backend = ShardPool(_Shard, config_dict, counts, method, "overcooked-env")
-
-    def _call(self, cmd: str, per_shard_args: list[tuple]) -> list[Any]:
-        self._start()
-        if isinstance(self._backend, _Shard):
-            return [getattr(self._backend, cmd)(*per_shard_args[0])]
-        return self._backend.call(cmd, per_shard_args)
-
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device)
 
@@ -464,10 +445,10 @@ class OvercookedBatchedEnv(BatchedEnv):
         ).tolist()
         self._seeds[index] = seeds
         args = []
-        for sl in self._slices:
+        for sl in self._shards.slices:
             mine = [i for i, b in enumerate(index) if sl.start <= b < sl.stop]
             args.append(([int(index[i]) - sl.start for i in mine], [seeds[i] for i in mine]))
-        parts = self._call("reset", args)
+        parts = self._shards.call("reset", args)
         obs = [np.concatenate([p[0][a] for p in parts]) for a in range(2)]
         acts = {s: np.concatenate([p[1][s] for p in parts]) for s in self._scripted}
         return obs, acts
@@ -494,7 +475,7 @@ class OvercookedBatchedEnv(BatchedEnv):
         )
         if (joint < 0).any() or (joint >= 6).any():
             raise ValueError("overcooked actions must lie in [0, 6)")
-        parts = self._call("step", [(joint[sl],) for sl in self._slices])
+        parts = self._shards.call("step", [(joint[sl],) for sl in self._shards.slices])
         obs = [np.concatenate([p[0][a] for p in parts]) for a in range(2)]
         sparse, shaped, counters, done = (
             np.concatenate([p[k] for p in parts]) for k in (1, 2, 3, 4)
@@ -539,7 +520,7 @@ class OvercookedBatchedEnv(BatchedEnv):
         if not self._started:
             self.reset()
         self._scripted[seat] = (name, params)
-        parts = self._call("attach", [(seat, name, params, None)] * len(self._slices))
+        parts = self._shards.call("attach", [(seat, name, params, None)] * len(self._shards.slices))
         self._scripted_actions[seat] = np.concatenate(parts)
 
     def scripted_actions(self, seat: int, obs: torch.Tensor) -> torch.Tensor:
@@ -563,10 +544,9 @@ class OvercookedBatchedEnv(BatchedEnv):
         state["steps_taken"] = self.steps_taken
         state["episode_seeds"] = torch.from_numpy(self._seeds.copy())
         if self._started:
-            state["states"] = [
-                s for part in self._call("states", [()] * len(self._slices)) for s in part
-            ]
-            parts = self._call("scripted_state", [()] * len(self._slices))
+            no_args = [()] * len(self._shards.slices)
+            state["states"] = [s for part in self._shards.call("states", no_args) for s in part]
+            parts = self._shards.call("scripted_state", no_args)
             state["scripted"] = {
                 seat: {
                     "name": name,
@@ -593,13 +573,13 @@ class OvercookedBatchedEnv(BatchedEnv):
             return
         scripted = state["scripted"]
         args = []
-        for sl in self._slices:
+        for sl in self._shards.slices:
             part = {
                 seat: {k: (v[sl] if k in ("agents", "rng", "actions") else v) for k, v in s.items()}
                 for seat, s in scripted.items()
             }
             args.append((state["states"][sl], seeds[sl].tolist(), part))
-        parts = self._call("load", args)
+        parts = self._shards.call("load", args)
         self._set_obs([np.concatenate([p[a] for p in parts]) for a in range(2)])
         self._scripted = {int(seat): (s["name"], s["params"]) for seat, s in scripted.items()}
         self._scripted_actions = {
@@ -613,8 +593,6 @@ class OvercookedBatchedEnv(BatchedEnv):
 
     def close(self) -> None:
         """Stop worker processes (also happens when the env is garbage collected)."""
-        if isinstance(self._backend, ShardPool):
-            self._backend.close()
-        self._backend = None
+        self._shards.close()
         self._started = False
         self._scripted = {}

@@ -1,8 +1,9 @@
 """Env shards in worker processes: one pipe per worker, all stepped concurrently.
 
 A shard is any class built as ``shard_class(config_dict, count)`` whose methods the parent
-calls by name (``pool.call("step", per_shard_args)``). Tag's mpe2 backend and Overcooked
-use it; results never depend on the worker count because each shard owns its own envs.
+calls by name (``shards.call("step", per_shard_args)``). Tag's mpe2 backend and Overcooked
+use it through `Shards`; results never depend on the worker count because each shard owns
+its own envs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import signal
 import traceback
 import weakref
 from typing import Any
+
+import numpy as np
 
 
 def _serve(conn, shard_class: type, config_dict: dict[str, Any], count: int) -> None:
@@ -103,3 +106,50 @@ class ShardPool:
 
     def close(self) -> None:
         self._finalizer()
+
+
+class Shards:
+    """``num_envs`` sub-envs split into contiguous ``slices``, one per worker process of a
+    `ShardPool`, or one shard in this process when ``workers`` is 0. Started on the first
+    call; ``start_method`` "auto" is fork where the platform has it, else spawn."""
+
+    def __init__(
+        self,
+        shard_class: type,
+        config_dict: dict[str, Any],
+        num_envs: int,
+        workers: int,
+        start_method: str,
+        label: str,
+    ) -> None:
+        self.shard_class, self.config_dict, self.label = shard_class, config_dict, label
+        self.workers = min(workers, num_envs)
+        self.start_method = start_method
+        bounds = np.linspace(0, num_envs, max(self.workers, 1) + 1).round().astype(int)
+        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds, bounds[1:], strict=False)]
+        self.backend: Any = None
+        """None until the first call, then the in-process shard or the `ShardPool`."""
+
+    def call(self, cmd: str, per_shard_args: list[tuple]) -> list[Any]:
+        """``cmd`` on every shard (args per shard); the replies in shard order."""
+        if self.backend is None:
+            self._start()
+        if isinstance(self.backend, ShardPool):
+            return self.backend.call(cmd, per_shard_args)
+        return [getattr(self.backend, cmd)(*per_shard_args[0])]
+
+    def _start(self) -> None:
+        counts = [s.stop - s.start for s in self.slices]
+        if self.workers == 0:
+            self.backend = self.shard_class(self.config_dict, counts[0])
+            return
+        method = self.start_method
+        if method == "auto":
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        self.backend = ShardPool(self.shard_class, self.config_dict, counts, method, self.label)
+
+    def close(self) -> None:
+        """Stop the worker processes (also done when the pool is garbage collected)."""
+        if isinstance(self.backend, ShardPool):
+            self.backend.close()
+        self.backend = None

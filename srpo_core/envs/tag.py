@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from srpo_core.envs.base import BatchedEnv, Box, Discrete, Step
-from srpo_core.envs.shards import ShardPool
+from srpo_core.envs.shards import Shards
 from srpo_core.errors import UserError
 
 ACTION_LABELS = ("noop", "left", "right", "down", "up")
@@ -271,34 +271,15 @@ class TagEnv(BatchedEnv):
             self.action_spaces = tuple(Discrete(int(s.n), ACTION_LABELS) for s in spaces)
             self._low = self._high = None  # discrete actions are range-checked, not clipped
         self.reward_scale = config.reward_scale
-        self.workers = min(config.workers, num_envs)
-        bounds = np.linspace(0, num_envs, max(self.workers, 1) + 1).round().astype(int)
-        self._slices = [slice(int(a), int(b)) for a, b in zip(bounds, bounds[1:], strict=False)]
-        self._backend: _Shard | ShardPool | None = None  # started on first use
+        self._shards = Shards(
+            _Shard, asdict(config), num_envs, config.workers, config.start_method, "tag-env"
+        )
+        self.workers = self._shards.workers
         self._seeds = np.zeros(num_envs, dtype=np.int64)
         self._history: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
         self._started = False
 
     # -- plumbing ----------------------------------------------------------------------
-
-    def _start(self) -> None:
-        if self._backend is not None:
-            return
-        config_dict = asdict(self.config)
-        if self.workers == 0:
-            self._backend = _Shard(config_dict, self.num_envs)
-            return
-        method = self.config.start_method
-        if method == "auto":
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        counts = [s.stop - s.start for s in self._slices]
-        self._backend = ShardPool(_Shard, config_dict, counts, method, "tag-env")
-
-    def _call(self, cmd: str, per_shard_args: list[tuple]) -> list[Any]:
-        self._start()
-        if isinstance(self._backend, _Shard):
-            return [getattr(self._backend, cmd)(*per_shard_args[0])]
-        return self._backend.call(cmd, per_shard_args)
 
     def _draw_seeds(self, count: int) -> list[int]:
         seeds = torch.randint(0, SEED_BOUND, (count,), generator=self.generator, device=self.device)
@@ -311,10 +292,10 @@ class TagEnv(BatchedEnv):
         for b in index:
             self._history[b] = []
         args = []
-        for sl in self._slices:
+        for sl in self._shards.slices:
             mine = [i for i, b in enumerate(index) if sl.start <= b < sl.stop]
             args.append(([int(index[i]) - sl.start for i in mine], [seeds[i] for i in mine]))
-        parts = self._call("reset", args)
+        parts = self._shards.call("reset", args)
         return [np.concatenate([p[a] for p in parts]) for a in range(self.num_agents)]
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -334,7 +315,7 @@ class TagEnv(BatchedEnv):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         joint = self._joint_actions(actions)
-        parts = self._call("step", [(joint[sl],) for sl in self._slices])
+        parts = self._shards.call("step", [(joint[sl],) for sl in self._shards.slices])
         obs = [np.concatenate([p[0][a] for p in parts]) for a in range(self.num_agents)]
         rewards = np.concatenate([p[1] for p in parts])  # [envs, agents], raw mpe
         done = np.concatenate([p[2] for p in parts])
@@ -373,11 +354,11 @@ class TagEnv(BatchedEnv):
             return
         if any(len(h) >= self.config.max_cycles for h in self._history):
             raise UserError("this Tag state has episodes longer than env.max_cycles")
-        self._call(
+        self._shards.call(
             "replay",
             [
                 (self._seeds[sl].tolist(), [np.asarray(h) for h in self._history[sl]])
-                for sl in self._slices
+                for sl in self._shards.slices
             ],
         )
 
@@ -388,7 +369,5 @@ class TagEnv(BatchedEnv):
 
     def close(self) -> None:
         """Stop worker processes (also happens when the env is garbage collected)."""
-        if isinstance(self._backend, ShardPool):
-            self._backend.close()
-        self._backend = None
+        self._shards.close()
         self._started = False
