@@ -278,8 +278,8 @@ def build_zoo(
             raise UserError("--untuned adds a base model directory to a debate zoo only")
         from srpo_core.debate.evaluate import register_untuned
 
-        ref, _ = register_untuned(registry, model_dir)  # its files' hash is in its spec
-        pinned.append(Pinned(ref, None, None))
+        # No checkpoint to pin: the hash of its files is in its spec (and the manifest).
+        pinned.append(Pinned(register_untuned(registry, model_dir), None, None))
     if not pinned:
         raise UserError(
             "no members selected: give --runs, --policy, --scripted, --random or --untuned"

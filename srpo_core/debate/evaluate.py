@@ -64,22 +64,21 @@ def model_dir_sha256(model_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def register_untuned(registry: Registry, model_dir: str) -> tuple[str, str]:
+def register_untuned(registry: Registry, model_dir: str) -> str:
     """Register the untuned base model in ``model_dir`` as a debate partner (the paper's
-    "untuned partner", e.g. a zoo member); returns its ref `untuned:debate/NAME-HASH8` and
-    the directory's sha256, checked again whenever it plays."""
+    "untuned partner", e.g. a zoo member) with the sha256 of its files, checked again
+    whenever it plays; returns its ref `untuned:debate/NAME-HASH8`."""
     path = Path(model_dir).resolve()
     if not path.is_dir():
         raise UserError(f"no model directory {model_dir}")
     sha = model_dir_sha256(path)
-    ref = registry.register_policy(
+    return registry.register_policy(
         run_id=None,
         role=f"{path.name}-{sha[:8]}",
         env="debate",
         kind=UNTUNED_KIND,
         spec={"model_dir": str(path), "sha256": sha, "seat": "*"},
     )
-    return ref, sha
 
 
 def verify_untuned(info: PolicyInfo) -> str:
