@@ -25,6 +25,7 @@ from srpo_core.envs.overcooked import (
     ACTION_LABELS,
     OvercookedBatchedEnv,
     OvercookedEnvConfig,
+    _Shard,
     layout_planner,
 )
 from srpo_core.envs.overcooked_compat import import_overcooked
@@ -79,6 +80,24 @@ def held(state, i):
     return None if obj is None else obj.name
 
 
+@pytest.mark.parametrize("rule", [True, False])
+def test_partial_soups_cook_only_without_the_full_pots_rule(rule):
+    """A cook under the pot, facing it, empty-handed, interacts: a full pot (3 onions)
+    starts cooking either way; a one-onion pot only under the package's own dynamics."""
+    config = dataclasses.asdict(OvercookedEnvConfig(workers=0, cook_full_pots_only=rule))
+    interact = Action.ACTION_TO_INDEX[Action.INTERACT]
+    stay = Action.ACTION_TO_INDEX[Action.STAY]
+    for onions, cooks in ((3, True), (1, not rule)):
+        shard = _Shard(config, 1)
+        shard.reset([0], [0])
+        state, pot = shard.envs[0].state, (2, 0)  # cramped_room's pot
+        state.players[0].position, state.players[0].orientation = (2, 1), (0, -1)
+        onion = [mdp_mod.ObjectState("onion", pot) for _ in range(onions)]
+        state.add_object(mdp_mod.SoupState(pot, ingredients=onion))
+        shard.step(np.array([[interact, stay]]))
+        assert shard.envs[0].state.get_object(pot).is_cooking == cooks
+
+
 def test_rewards_costs_obs_and_events_match_the_package():
     """Greedy-ish play (the package's GreedyHumanModel with random actions mixed in, so that
     there are deliveries, bumps and idle interacts) through both the batched env and plain
@@ -90,6 +109,7 @@ def test_rewards_costs_obs_and_events_match_the_package():
         workers=0,
         shaped_reward_scale=0.5,
         shaped_anneal_steps=anneal,
+        cook_full_pots_only=False,  # the package's own dynamics
         **COSTS,
     )
     env = OvercookedBatchedEnv(config, envs, "cpu", seed=0)
