@@ -531,19 +531,6 @@ class OvercookedBatchedEnv(BatchedEnv):
             info=info,
         )
 
-    def _no_partial_cooking(self, state: Any, player: int, action: Any) -> Any:
-        """STAY instead of an interact that would start cooking a pot that is not full."""
-        cook = self.action_class
-        if action != cook.INTERACT or state.players[player].has_object():
-            return action
-        me = state.players[player]
-        pot = cook.move_in_direction(me.position, me.orientation)
-        if self.mdp.get_terrain_type_at_pos(pot) != "P" or not state.has_object(pot):
-            return action
-        soup = state.get_object(pot)
-        partial = not (soup.is_full or soup.is_cooking or soup.is_ready)
-        return cook.STAY if partial else action
-
     # -- scripted partners -------------------------------------------------------------
 
     def attach_scripted(self, seat: int, name: str, params: dict) -> None:
