@@ -88,13 +88,13 @@ class PartnerPool:
         self.kind = torch.where(starts, kind, self.kind)
         self.params = torch.where(starts.unsqueeze(-1), params, self.params)
 
-    def tabular(self, seat: int) -> torch.Tensor:
+    def partner_in(self, seat: int) -> torch.Tensor:
         """[B] bool: a pool partner plays ``seat`` (kind 1: seat 1; kind 2: seat 0)."""
         return self.kind == 2 - seat
 
     def act(self, seat: int, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """[B] actions of the pool partners in ``seat`` (computed for every env; used where
-        `tabular` says a partner sits there). Every zoo member acts on the whole batch, so
+        `partner_in` says a partner sits there). Every zoo member acts on the whole batch, so
         members with memory see every step of their envs."""
         if self.members is None:
             return memory_one_distribution(self.params, obs).sample(generator)
@@ -115,7 +115,7 @@ class PartnerPool:
     def identity(self, seat: int) -> torch.Tensor:
         """[B, 6]: what ``seat`` is told about its co-player: [is tabular, its probabilities]
         (zeros for a learner)."""
-        other = self.tabular(1 - seat).float().unsqueeze(-1)
+        other = self.partner_in(1 - seat).float().unsqueeze(-1)
         return torch.cat([other, self.params * other], -1)
 
     def state_dict(self) -> dict[str, Any]:
@@ -179,14 +179,14 @@ class Sequences:
     """[B, H]: the GRU state before step 0."""
     actions: torch.Tensor
     logp: torch.Tensor
-    """The learner's log-prob of the action taken (also where a tabular agent acted)."""
+    """The learner's log-prob of the action taken (also where a pool partner acted)."""
     values: torch.Tensor
     utility: torch.Tensor
     dones: torch.Tensor
     learner: torch.Tensor
-    """bool: the learner played this seat (not a tabular agent)."""
+    """bool: the learner played this seat (not a pool partner)."""
     partner_tabular: torch.Tensor
-    """bool: a tabular agent played the other seat."""
+    """bool: a pool partner (tabular agent or zoo member) played the other seat."""
     partner_utility: torch.Tensor
     last_value: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     """[B]: V of the observation after the rollout."""
@@ -202,8 +202,8 @@ def play(
     generator: torch.Generator,
     identity: bool,
 ) -> list[Sequences]:
-    """Play ``num_steps`` steps, every seat's learner acting unless the pool puts a tabular
-    agent there; the learners' memories reset where an episode starts."""
+    """Play ``num_steps`` steps, every seat's learner acting unless the pool puts a partner
+    there; the learners' memories reset where an episode starts."""
     seats = range(len(nets))
     record: list[dict[str, list[torch.Tensor]]] = [{} for _ in seats]
     hidden0 = []
@@ -226,8 +226,8 @@ def play(
                 obs, memory.prev_action[i], memory.prev_reward[i], memory.hidden[i]
             )
             dist = Categorical(logits)
-            tabular = pool.tabular(i)
-            action = torch.where(tabular, pool.act(i, obs, generator), dist.sample(generator))
+            partnered = pool.partner_in(i)
+            action = torch.where(partnered, pool.act(i, obs, generator), dist.sample(generator))
             for key, value_t in (
                 ("obs", obs),
                 ("prev_action", memory.prev_action[i]),
@@ -236,8 +236,8 @@ def play(
                 ("actions", action),
                 ("logp", dist.log_prob(action)),
                 ("values", value),
-                ("learner", ~tabular),
-                ("partner_tabular", pool.tabular(1 - i)),
+                ("learner", ~partnered),
+                ("partner_tabular", pool.partner_in(1 - i)),
             ):
                 record[i].setdefault(key, []).append(value_t)
             memory.hidden[i] = hidden

@@ -332,10 +332,9 @@ class _Shard:
 
     def _no_partial_cooking(self, state: Any, player: int, action: Any) -> Any:
         """STAY instead of an interact that would start cooking a pot that is not full."""
-        cook = self.action_class
-        if action != cook.INTERACT or state.players[player].has_object():
+        cook, me = self.action_class, state.players[player]
+        if action != cook.INTERACT or me.has_object():
             return action
-        me = state.players[player]
         pot = cook.move_in_direction(me.position, me.orientation)
         if self.mdp.get_terrain_type_at_pos(pot) != "P" or not state.has_object(pot):
             return action
