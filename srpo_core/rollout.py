@@ -11,14 +11,14 @@ legal-action mask, so the learners can leave the other steps out of their policy
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
 from srpo_core.agents.distributions import Categorical, Distribution
-from srpo_core.envs.base import BatchedEnv, Step
+from srpo_core.envs.base import BatchedEnv, Step, stack_info
 
 
 class Seat(Protocol):
@@ -26,7 +26,7 @@ class Seat(Protocol):
     rather than on its observation (overcooked-ai's scripted agents) is bound to the env
     before it acts there (`bind_seats`). And optionally ``observe(action, utility, done)``:
     a seat with memory (a recurrent policy) hears after every step what it did, what it
-    got and which episodes ended (`observe_seats`)."""
+    got and which episodes ended (`observing`)."""
 
     def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution: ...
 
@@ -40,12 +40,14 @@ def bind_seats(env: BatchedEnv, seats: list[Seat]) -> None:
             bind(env, index)
 
 
-def observe_seats(seats: list[Seat], actions: list[torch.Tensor], step: Step) -> None:
-    """Tell the seats that have ``observe`` their action, utility and the episode ends."""
-    for index, seat in enumerate(seats):
-        observe = getattr(seat, "observe", None)
-        if callable(observe):
-            observe(actions[index], step.reward[index] - step.cost[index], step.done)
+def observing(seats: list[Seat]) -> list[tuple[int, Callable]]:
+    """(index, observe) of the seats with memory, which hear after every step what they
+    did, what they got and which episodes ended: ``observe(action, utility, done)``."""
+    return [
+        (index, seat.observe)
+        for index, seat in enumerate(seats)
+        if callable(getattr(seat, "observe", None))
+    ]
 
 
 @dataclass
@@ -99,9 +101,9 @@ class Episodes:
 class Runner:
     """An env, its current observations and the running sums of its unfinished episodes.
 
-    The sums live in one [rows, num_envs] tensor (each agent's reward, each agent's cost,
-    the length, then the env's info counters), so a step adds one tensor, however many
-    counters the env reports."""
+    The sums live in one [rows, num_envs] float64 tensor (each agent's reward, each agent's
+    cost, the length, then the env's info counters). `count` adds any number of
+    consecutive steps at once, so a rollout pays for the bookkeeping once, not per step."""
 
     def __init__(self, env: BatchedEnv) -> None:
         self.env = env
@@ -109,26 +111,48 @@ class Runner:
         self.legal, self.acting = env.masks()
         self.info_keys: tuple[str, ...] | None = None
         self.sums: torch.Tensor | None = None
-        self.ones = torch.ones(1, env.num_envs, device=env.device)
+
+    def advance(self, actions: list[torch.Tensor]) -> Step:
+        """Step the env and move on to its new observations; `count` the step later."""
+        step = self.env.step(actions)
+        self.obs = step.obs
+        self.legal, self.acting = step.legal, step.acting
+        return step
 
     def step(self, actions: list[torch.Tensor]) -> tuple[Step, Episodes | None]:
         """Step the env; returns the step and the episodes it completed (None if none)."""
-        step = self.env.step(actions)
+        step = self.advance(actions)
+        return step, self.count([step])
+
+    def count(self, steps: list[Step]) -> Episodes | None:
+        """Add consecutive steps to the running sums; the episodes they completed, ordered
+        by the step that ended them, then by env (None if none ended)."""
         if self.info_keys is None:
-            self.info_keys = tuple(step.info)
-            rows = 2 * self.env.num_agents + 1 + len(self.info_keys)
-            self.sums = torch.zeros(rows, self.env.num_envs, device=self.env.device)
-        parts = [step.reward, step.cost, self.ones]
+            self.info_keys = tuple(steps[0].info)
+        num_envs, device = self.env.num_envs, self.env.device
+        ones = torch.ones(len(steps), 1, num_envs, device=device)
+        parts = [torch.stack([s.reward for s in steps]), torch.stack([s.cost for s in steps]), ones]
         if self.info_keys:
-            parts.append(torch.stack([step.info[k] for k in self.info_keys]).float())
-        self.sums += torch.cat(parts)
-        finished = None
-        if bool(step.done.any()):
-            finished = self.episodes(self.sums[:, step.done])
-            self.sums *= ~step.done
-        self.obs = step.obs
-        self.legal, self.acting = step.legal, step.acting
-        return step, finished
+            parts.append(torch.stack([stack_info(s.info, self.info_keys) for s in steps]))
+        rows = torch.cat(parts, 1).double()  # [T, rows, B]
+        if self.sums is None:
+            self.sums = torch.zeros(rows.shape[1:], dtype=torch.float64, device=device)
+        totals = rows.cumsum(0) + self.sums  # per env, everything since its episode began
+        done = torch.stack([s.done for s in steps])
+        if not bool(done.any()):
+            self.sums = totals[-1]
+            return None
+        # An episode's sums: totals where it ended minus totals where the one before ended
+        # in the same env (zero for the first: the carried sums are in the totals already).
+        steps_index = torch.arange(len(steps), device=device).unsqueeze(1)
+        last_end = torch.where(done, steps_index, -1).cummax(0).values  # [T, B]
+        padded = torch.cat([torch.zeros_like(totals[:1]), totals])
+        envs = torch.arange(num_envs, device=device)
+        t, b = done.nonzero(as_tuple=True)
+        before = torch.cat([torch.full_like(last_end[:1], -1), last_end[:-1]])[t, b]
+        columns = totals[t, :, b] - padded[before + 1, :, b]  # [E, rows]
+        self.sums = totals[-1] - padded[last_end[-1] + 1, :, envs].T
+        return self.episodes(columns.T.float())
 
     def mask(self, agent: int) -> torch.Tensor | None:
         """The action mask ``agent`` samples under now: its legal actions when it acts, every
@@ -160,7 +184,8 @@ class Runner:
         self.obs = [obs.to(device) for obs in state["obs"]]
         keys = state["info_keys"]
         self.info_keys = tuple(keys) if keys is not None else None
-        self.sums = state["sums"].to(device) if state["sums"] is not None else None
+        sums = state["sums"]
+        self.sums = sums.to(device, torch.float64) if sums is not None else None
         legal, acting = state.get("legal"), state.get("acting")
         self.legal = [m.to(device) for m in legal] if legal is not None else None
         self.acting = acting.to(device) if acting is not None else None
@@ -199,11 +224,13 @@ def collect(
     the rollout, so they get no log-probs or values.
     """
     bind_seats(runner.env, seats)
+    observers = observing(seats)
     obs: list[list[torch.Tensor]] = [[] for _ in seats]
     actions: list[list[torch.Tensor]] = [[] for _ in seats]
     masks: list[list[torch.Tensor]] = [[] for _ in seats]
-    noise: list[torch.Tensor] = []
-    utility, dones, acting, finished = [], [], [], []
+    noise: list[tuple[torch.Tensor, ...]] = []
+    steps: list[Step] = []
+    acting = []
     for t in range(num_steps):
         joint = []
         if runner.acting is not None:
@@ -212,20 +239,22 @@ def collect(
             mask = runner.mask(i)
             dist = seat.distribution(runner.obs[i], mask)
             if t == 0:  # the whole rollout's sampling noise in one draw per seat
-                noise.append(dist.noise(num_steps, generator))
+                noise.append(dist.noise(num_steps, generator).unbind(0))
             action = dist.sample_with(noise[i][t])
             obs[i].append(runner.obs[i])
             actions[i].append(action)
             if mask is not None:
                 masks[i].append(mask)
             joint.append(action)
-        step, done_episodes = runner.step(joint)
-        observe_seats(seats, joint, step)
-        if done_episodes is not None:
-            finished.append(done_episodes)
-        utility.append(step.reward - step.cost)
-        dones.append(step.done)
-    all_utility, all_dones = torch.stack(utility), torch.stack(dones)
+        step = runner.advance(joint)
+        for i, observe in observers:
+            observe(joint[i], step.reward[i] - step.cost[i], step.done)
+        steps.append(step)
+    finished = runner.count(steps)
+    all_utility = torch.stack([step.reward for step in steps]) - torch.stack(
+        [step.cost for step in steps]
+    )
+    all_dones = torch.stack([step.done for step in steps])
     all_acting = torch.stack(acting) if acting else None
     batches = []
     for i, seat in enumerate(seats):
@@ -253,7 +282,7 @@ def collect(
             batch["values"] = seat.value(batch["obs"])
             batch["last_value"] = seat.value(runner.obs[i])
         batches.append(batch)
-    return batches, concat(finished, len(seats))
+    return batches, finished if finished is not None else concat([], len(seats))
 
 
 @torch.no_grad()
@@ -264,6 +293,7 @@ def play_episodes(
     actions; the evaluation primitive behind training evals and, later, cross-play."""
     runner = Runner(env)
     bind_seats(env, seats)
+    observers = observing(seats)
     seen = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
     parts: list[Episodes] = []
     order: list[torch.Tensor] = []
@@ -273,7 +303,8 @@ def play_episodes(
             for i, (seat, obs) in enumerate(zip(seats, runner.obs, strict=True))
         ]
         step, finished = runner.step(actions)
-        observe_seats(seats, actions, step)
+        for i, observe in observers:
+            observe(actions[i], step.reward[i] - step.cost[i], step.done)
         if finished is None:
             continue
         first = step.done & ~seen

@@ -39,7 +39,15 @@ def test_srpo_mean_approaches_the_rqe(registry_url, tau):
     target = rqe_mean(1.0, tau, 1.0)
     with Registry(registry_url) as reg:
         run_id = train(config, reg).run_id
+        means = []
         for role in ("agent0", "agent1"):
             dist = load_policy(reg, f"{run_id}/{role}").distribution(torch.ones(1, 1))
-            assert float(dist.mean) == pytest.approx(target, rel=0.10), role
+            means.append(float(dist.mean))
             assert float(dist.log_std.exp() ** 2) == pytest.approx(0.5, rel=0.10)  # eps / 2
+    # The pair's mean action is pinned tightly. How the pair splits it is not, near
+    # tau * eps = 2: each adversary shifts its partner by tau*eps/2 / (1 - tau*eps/2) (19x
+    # at tau 1.9) times the sum's miss, so the sum feels a 20x force (and 20x the sampling
+    # noise) while the difference between the agents feels 1x; seeds split 0.4/0.58.
+    assert sum(means) / 2 == pytest.approx(target, rel=0.03)
+    spread = 0.05 if tau <= 1 else 0.25
+    assert means == pytest.approx([target, target], rel=spread)

@@ -25,7 +25,7 @@ class Categorical:
         """Normalised: log-probabilities."""
         return self.raw - self.raw.logsumexp(-1, keepdim=True)
 
-    def __getitem__(self, index: torch.Tensor) -> Categorical:
+    def __getitem__(self, index: torch.Tensor | slice) -> Categorical:
         return Categorical(self.raw[index])
 
     def frozen(self) -> Categorical:
@@ -65,7 +65,7 @@ class DiagGaussian:
         self.mean = mean
         self.log_std = log_std.expand_as(mean)
 
-    def __getitem__(self, index: torch.Tensor) -> DiagGaussian:
+    def __getitem__(self, index: torch.Tensor | slice) -> DiagGaussian:
         return DiagGaussian(self.mean[index], self.log_std[index])
 
     def frozen(self) -> DiagGaussian:

@@ -84,23 +84,35 @@ class ActorCritic(nn.Module):
         self.log_std = (
             nn.Parameter(torch.full((out,), spec.log_std_init)) if isinstance(space, Box) else None
         )
-        # Plain lists of the Linear layers for a functional forward pass: calling modules
-        # costs more Python time than the maths at the batch sizes of acting.
         self._activation = ACTIVATION_FNS[spec.activation]
+        self._discrete = isinstance(space, Discrete)
+        self._cache_layers()
+
+    def _cache_layers(self) -> None:
+        """(weight, bias) per layer of the actor and critic, as plain lists for a functional
+        forward pass: calling modules, even reading a module's attributes, costs more
+        Python time than the maths at the batch sizes of acting."""
         self._actor = self._layers(self.trunk or self.actor_body, self.actor_head)
         self._critic = (
-            self._layers(self.trunk or self.critic_body, self.critic_head) if spec.critic else []
+            self._layers(self.trunk or self.critic_body, self.critic_head)
+            if self.critic_head is not None
+            else []
         )
 
-    @staticmethod
-    def _layers(body: nn.Sequential | None, head: nn.Linear) -> list[nn.Linear]:
-        hidden = [m for m in body if isinstance(m, nn.Linear)] if body is not None else []
-        return [*hidden, head]
+    def _apply(self, fn, recurse=True):  # .to(), .cuda(), .double(): parameters may be new
+        out = super()._apply(fn, recurse)
+        self._cache_layers()
+        return out
 
-    def _forward(self, layers: list[nn.Linear], x: torch.Tensor) -> torch.Tensor:
-        for layer in layers[:-1]:
-            x = self._activation(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, layers[-1].weight, layers[-1].bias)
+    @staticmethod
+    def _layers(body: nn.Sequential | None, head: nn.Linear) -> list[tuple]:
+        hidden = [m for m in body if isinstance(m, nn.Linear)] if body is not None else []
+        return [(layer.weight, layer.bias) for layer in (*hidden, head)]
+
+    def _forward(self, layers: list[tuple], x: torch.Tensor) -> torch.Tensor:
+        for weight, bias in layers[:-1]:
+            x = self._activation(F.linear(x, weight, bias))
+        return F.linear(x, *layers[-1])
 
     def reset_parameters(self, generator: torch.Generator, orthogonal: bool = True) -> None:
         """Seeded init (CleanRL style: orthogonal, gain sqrt 2 hidden, 0.01 actor, 1 critic)."""
@@ -116,11 +128,11 @@ class ActorCritic(nn.Module):
 
     def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
         out = self._forward(self._actor, obs)
-        if self.log_std is None:
+        if self._discrete:
             return Categorical(out, mask)
         return DiagGaussian(out, self.log_std)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.critic_head is None:
+        if not self._critic:
             raise RuntimeError("this network has no critic")
         return self._forward(self._critic, obs).squeeze(-1)

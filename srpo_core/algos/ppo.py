@@ -13,7 +13,6 @@ the seat's latest decision before them.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 
 import torch
@@ -23,7 +22,8 @@ from srpo_core.agents.networks import ActorCritic
 from srpo_core.config import PPOSection
 
 Batch = dict[str, torch.Tensor]
-LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+LossFn = Callable[[torch.Tensor | slice], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""loss_fn(rows) -> (loss, stats): ``rows`` index the flattened batch (``slice(None)``: all)."""
 
 
 def gae(
@@ -43,11 +43,14 @@ def gae(
     not_done = 1.0 - dones.float()
     next_values = torch.cat([values[1:], last_value.unsqueeze(0)])
     deltas = rewards + gamma * next_values * not_done - values
-    advantages = torch.zeros_like(rewards)
+    # one fused op per step: the loop is the rollout's serial part, so its overhead counts
+    decay = (gamma * lam * not_done).unbind(0)
     running = torch.zeros_like(last_value)
-    for t in reversed(range(rewards.shape[0])):
-        running = deltas[t] + gamma * lam * not_done[t] * running
-        advantages[t] = running
+    advantages = []
+    for delta, keep in zip(reversed(deltas.unbind(0)), reversed(decay), strict=True):
+        running = torch.addcmul(delta, keep, running)
+        advantages.append(running)
+    advantages = torch.stack(advantages[::-1])
     return advantages, advantages + values
 
 
@@ -125,6 +128,7 @@ class Learner:
     def __init__(self, net: ActorCritic, ppo: PPOSection) -> None:
         self.net = net
         self.ppo = ppo
+        self.params = list(net.parameters())
         if ppo.critic_lr and net.critic_head is not None:  # separate actor and critic rates
             named = list(net.named_parameters())
             groups = [
@@ -142,24 +146,31 @@ class Learner:
             )
 
     def optimise(self, size: int, loss_fn: LossFn, generator: torch.Generator) -> dict[str, float]:
-        """Run the loss over shuffled minibatch indices; mean of each reported stat."""
-        ppo, device = self.ppo, next(self.net.parameters()).device
+        """Run the loss over shuffled minibatch indices (or, with one minibatch, over the
+        whole batch as ``slice(None)``: a mean needs no shuffling); mean of each stat."""
+        ppo, device = self.ppo, self.params[0].device
         minibatch = size // ppo.minibatches
-        sums: dict[str, float] = defaultdict(float)
-        count = 0
+        stats: list[dict[str, torch.Tensor]] = []
         for _ in range(ppo.epochs):
-            order = torch.randperm(size, generator=generator, device=generator.device).to(device)
-            for start in range(0, size, minibatch):
-                loss, stats = loss_fn(order[start : start + minibatch])
+            if ppo.minibatches == 1:
+                parts: list[torch.Tensor | slice] = [slice(None)]
+            else:
+                order = torch.randperm(size, generator=generator, device=generator.device)
+                parts = list(order.to(device).split(minibatch))
+            for idx in parts:
+                loss, step_stats = loss_fn(idx)
                 self.optimizer.zero_grad()
                 loss.backward()
                 if ppo.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(self.net.parameters(), ppo.max_grad_norm)
+                    nn.utils.clip_grad_norm_(self.params, ppo.max_grad_norm, foreach=True)
                 self.optimizer.step()
-                for key, value in stats.items():
-                    sums[key] += float(value)
-                count += 1
-        return {key: value / count for key, value in sums.items()}
+                stats.append(step_stats)
+        # one transfer for every stat of every step (a sync per value costs more on a GPU);
+        # a stat some step did not report counts as 0 there
+        keys = list(dict.fromkeys(key for step_stats in stats for key in step_stats))
+        zero = torch.zeros((), device=device)
+        table = torch.stack([torch.stack([s.get(k, zero) for k in keys]) for s in stats])
+        return dict(zip(keys, table.mean(0).tolist(), strict=True))
 
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -199,18 +210,18 @@ def hero_update(
         flat_adv, flat_ret = flat_adv[rows], flat_ret[rows]
     mask, decides = flat.get("mask"), flat.get("acting")
 
-    def loss_fn(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         obs = flat["obs"][idx]
         if decides is None:
             pol, pol_obs = idx, obs
         else:
-            pol = idx[decides[idx]]
+            pol = decides.nonzero().squeeze(1) if isinstance(idx, slice) else idx[decides[idx]]
             pol_obs = flat["obs"][pol]
-        if pol.numel() == 0:  # a minibatch without any of the seat's own decisions
-            v_loss = value_loss(
-                net.value(obs), flat["values"][idx], flat_ret[idx], ppo.clip, ppo.clip_vloss
-            )
-            return ppo.vf_coef * v_loss, {"value_loss": v_loss.detach()}
+            if pol.numel() == 0:  # a minibatch without any of the seat's own decisions
+                v_loss = value_loss(
+                    net.value(obs), flat["values"][idx], flat_ret[idx], ppo.clip, ppo.clip_vloss
+                )
+                return ppo.vf_coef * v_loss, {"value_loss": v_loss.detach()}
         dist = net.distribution(pol_obs, None if mask is None else mask[pol])
         adv = normalise(flat_adv[pol]) if ppo.norm_adv else flat_adv[pol]
         logp = dist.log_prob(flat["actions"][pol])

@@ -285,7 +285,7 @@ def sequence_update(
     )
     weight = seq.learner.float()
 
-    def loss_fn(cols: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_fn(cols: torch.Tensor | slice) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, values = net.unroll(
             seq.obs[:, cols],
             seq.prev_action[:, cols],

@@ -57,7 +57,7 @@ def adversary_update(
     ent_coef = algo.eps if algo.adversary_entropy == "eps" else 0.0
     mask = flat.get("mask")
 
-    def loss_fn(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         dist = net.distribution(flat["obs"][idx], None if mask is None else mask[idx])
         adv = normalise(advantages[idx]) if ppo.norm_adv else advantages[idx]
         logp = dist.log_prob(flat["actions"][idx])

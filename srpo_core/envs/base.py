@@ -16,6 +16,7 @@ not acting). Both describe the returned observation; ``masks()`` gives them afte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,32 @@ class Box:
 ActionSpace = Discrete | Box
 
 
+class StackedInfo(Mapping[str, torch.Tensor]):
+    """Per-step counters held as the rows of one [len(names), num_envs] tensor: a Mapping
+    like any ``Step.info``, which the runner sums without stacking it again."""
+
+    def __init__(self, names: tuple[str, ...], table: torch.Tensor) -> None:
+        self.names = names
+        self.table = table
+        self.rows = {name: j for j, name in enumerate(names)}
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.table[self.rows[key]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def stack_info(info: Mapping[str, torch.Tensor], names: tuple[str, ...]) -> torch.Tensor:
+    """One step's counters ``names`` as a [len(names), num_envs] float tensor."""
+    if isinstance(info, StackedInfo) and info.names == names:
+        return info.table.float()
+    return torch.stack([info[name] for name in names]).float()
+
+
 @dataclass
 class Step:
     obs: list[torch.Tensor]
@@ -46,7 +73,8 @@ class Step:
     """[num_agents, num_envs]: each agent's private cost (subtracted from its utility)."""
     done: torch.Tensor
     """[num_envs] bool: the episode ended with this step (obs is already the next one's)."""
-    info: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    """Per-step counters, each [num_envs], summed per episode (a dict, or `StackedInfo`)."""
     legal: list[torch.Tensor] | None = None
     """Per agent, [num_envs, num_actions] bool: the legal actions in the returned
     observation (None: every action is always legal)."""

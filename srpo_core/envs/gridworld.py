@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Discrete, Step
+from srpo_core.envs.base import BatchedEnv, Discrete, StackedInfo, Step
 from srpo_core.errors import UserError
 
 SIZE = 5
@@ -322,5 +322,5 @@ class GridworldEnv(BatchedEnv):
             reward=out[0:2],
             cost=out[2:4],
             done=done,
-            info={key: out[4 + j] for j, key in enumerate(INFO_KEYS)},
+            info=StackedInfo(INFO_KEYS, out[4:]),
         )
