@@ -219,6 +219,28 @@ def test_respawn_rate():
     assert never.onions[:, 0].sum() == 0 and always.onions.all()
 
 
+def test_envs_out_of_step_follow_the_same_rules():
+    # While every env is at the same step the horizon is checked once per step in Python;
+    # envs set to different steps take the per-env path. Both give the same steps.
+    together, apart = make(6, seed=5, horizon=9), make(6, seed=5, horizon=9)
+    together.reset(), apart.reset()
+    offsets = [3, 0, 8, 0, 5, 1]
+    apart.t = torch.tensor(offsets)
+    assert together.clock == 0 and apart.clock is None
+    gen = torch.Generator().manual_seed(0)
+    for t in range(40):
+        a = torch.randint(0, 5, (2, 6), generator=gen)
+        s1, s2 = together.step([a[0], a[1]]), apart.step([a[0], a[1]])
+        assert s1.done.tolist() == [(t + 1) % 9 == 0] * 6
+        assert s2.done.tolist() == [(t + 1 + start) % 9 == 0 for start in offsets]
+        same = [1, 3]  # at step 0 in both: the same random draws, so the same game
+        for x, y in ((s1.reward, s2.reward), (s1.cost, s2.cost), (s1.obs[0].T, s2.obs[0].T)):
+            assert torch.equal(x[:, same], y[:, same])
+    assert apart.clock is None
+    apart.t = torch.zeros(6, dtype=torch.long)  # in step again
+    assert apart.clock == 0
+
+
 def test_runner_episode_sums_match_the_counters():
     env = make(8, seed=6, horizon=20)
     runner, gen = Runner(env), torch.Generator().manual_seed(0)
@@ -279,7 +301,6 @@ def test_batch_independence():
         has, onions = torch.rand(2, n, 2, generator=g) < 0.5
         has[b], onions[b] = torch.tensor([True, False]), torch.tensor([False, True])
         env.set_state(pos, has, onions)
-        env.t.fill_(0)
     shared = torch.randint(0, 5, (30, 2), generator=g)
     results = []
     for env in envs:

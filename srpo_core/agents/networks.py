@@ -14,6 +14,7 @@ from srpo_core.envs.base import ActionSpace, Box, Discrete
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
+ACTIVATIONS_INPLACE = {"tanh": torch.tanh_, "relu": torch.relu_}
 
 
 @dataclass(frozen=True)
@@ -85,19 +86,24 @@ class ActorCritic(nn.Module):
             nn.Parameter(torch.full((out,), spec.log_std_init)) if isinstance(space, Box) else None
         )
         self._activation = ACTIVATION_FNS[spec.activation]
+        self._activation_ = ACTIVATIONS_INPLACE[spec.activation]
         self._discrete = isinstance(space, Discrete)
         self._cache_layers()
 
     def _cache_layers(self) -> None:
         """(weight, bias) per layer of the actor and critic, as plain lists for a functional
         forward pass: calling modules, even reading a module's attributes, costs more
-        Python time than the maths at the batch sizes of acting."""
+        Python time than the maths at the batch sizes of acting. Also detached
+        (weight.T, bias) views for acting without gradients: views follow the in-place
+        optimiser steps and `load_state_dict`; `_apply` (.to()) builds them anew."""
         self._actor = self._layers(self.trunk or self.actor_body, self.actor_head)
         self._critic = (
             self._layers(self.trunk or self.critic_body, self.critic_head)
             if self.critic_head is not None
             else []
         )
+        self._actor_t = [(w.detach().T, b.detach()) for w, b in self._actor]
+        self._critic_t = [(w.detach().T, b.detach()) for w, b in self._critic]
 
     def _apply(self, fn, recurse=True):  # .to(), .cuda(), .double(): parameters may be new
         out = super()._apply(fn, recurse)
@@ -109,7 +115,11 @@ class ActorCritic(nn.Module):
         hidden = [m for m in body if isinstance(m, nn.Linear)] if body is not None else []
         return [(layer.weight, layer.bias) for layer in (*hidden, head)]
 
-    def _forward(self, layers: list[tuple], x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, layers: list[tuple], x: torch.Tensor, acting: list[tuple]) -> torch.Tensor:
+        if x.dim() == 2 and not torch.is_grad_enabled():  # acting: fewest dispatches
+            for weight_t, bias in acting[:-1]:
+                x = self._activation_(torch.addmm(bias, x, weight_t))
+            return torch.addmm(acting[-1][1], x, acting[-1][0])
         for weight, bias in layers[:-1]:
             x = self._activation(F.linear(x, weight, bias))
         return F.linear(x, *layers[-1])
@@ -127,7 +137,7 @@ class ActorCritic(nn.Module):
             nn.init.zeros_(module.bias)
 
     def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
-        out = self._forward(self._actor, obs)
+        out = self._forward(self._actor, obs, self._actor_t)
         if self._discrete:
             return Categorical(out, mask)
         return DiagGaussian(out, self.log_std)
@@ -135,4 +145,4 @@ class ActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if not self._critic:
             raise RuntimeError("this network has no critic")
-        return self._forward(self._critic, obs).squeeze(-1)
+        return self._forward(self._critic, obs, self._critic_t).squeeze(-1)

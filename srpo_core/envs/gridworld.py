@@ -162,12 +162,13 @@ def _apply_moves(pos, has, onions, actions, agent1_first):
 
 
 @functools.lru_cache(maxsize=4)
-def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(transition table [NUM_CODES * 200] long, observation table [NUM_CODES, 8] float).
+def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(next-code table [NUM_CODES * 200] long, counter-bits table [NUM_CODES * 200] int32,
+    observation table [NUM_CODES, 8] float).
 
     Table index = code * 200 + a0 * 40 + a1 * 8 + agent1_first * 4 + spawn, where spawn's
-    bit k says onion k respawns if it was missing when the step began; the entry is the next
-    code | the 8 counter bits << CODE_BITS."""
+    bit k says onion k respawns if it was missing when the step began; the entries are the
+    next code and the step's 8 counter bits (bit 4 * agent + counter)."""
     code = torch.arange(NUM_CODES)
     pos, has, onions = decode(code)
     obs = torch.cat([pos[:, 0], has[:, :1], pos[:, 1], has[:, 1:], onions], 1).float()
@@ -181,8 +182,9 @@ def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     bits = (counters.flatten(1).long() << torch.arange(8)).sum(1)
     moved = encode(pos, has, onions) | bits << CODE_BITS
     missing = (code & 3) ^ 3  # onion bits missing before the moves
-    table = moved.unsqueeze(1) | (torch.arange(4) & missing.unsqueeze(1))
-    return table.flatten().to(device), obs.to(device)
+    table = (moved.unsqueeze(1) | (torch.arange(4) & missing.unsqueeze(1))).flatten()
+    next_code = table & (2**CODE_BITS - 1)
+    return next_code.to(device), (table >> CODE_BITS).int().to(device), obs.to(device)
 
 
 class GridworldEnv(BatchedEnv):
@@ -196,7 +198,7 @@ class GridworldEnv(BatchedEnv):
         self.config = config
         self.horizon = config.horizon
         self.swap_prob = config.swap_starts_prob
-        self.table, self.obs_table = _tables(self.device)
+        self.next_code, self.counter_bits, self.obs_table = _tables(self.device)
         if config.normalize_obs:
             scale = torch.tensor([4, 4, 1, 4, 4, 1, 1, 1.0], device=self.device)
             self.obs_table = self.obs_table / scale
@@ -221,7 +223,11 @@ class GridworldEnv(BatchedEnv):
         both = torch.ones(2, 2, dtype=torch.bool, device=self.device)
         self.start_codes = encode(starts, ~both, both)
         self.code = torch.zeros(num_envs, **long)
-        self.t = torch.zeros(num_envs, **long)
+        self.clock: int | None = 0
+        """Steps into the episode while every env is at the same step (the usual case: all
+        start together, and episodes have a fixed length), so the horizon is checked once
+        in Python; None when `set_state` gave envs different steps (then `_t` has them)."""
+        self._t = torch.zeros(num_envs, **long)
         self.agent1_first: torch.Tensor | None = None
         """Debug/test hook: a [num_envs] bool tensor forces the move order (True: agent1
         moves first) in every step; None draws it at random. Random numbers are drawn
@@ -266,9 +272,9 @@ class GridworldEnv(BatchedEnv):
             .expand(self.num_envs)
             .clone()
         )
-        self.t = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
-        if t is not None:
-            self.t += torch.as_tensor(t, device=self.device).long()
+        self.t = torch.zeros(self.num_envs, dtype=torch.long, device=self.device) + (
+            0 if t is None else torch.as_tensor(t, device=self.device).long()
+        )
         return self._observe()
 
     def state_dict(self) -> dict[str, Any]:
@@ -290,6 +296,20 @@ class GridworldEnv(BatchedEnv):
         )
         self.t = state["t"].to(self.device, torch.long, copy=True)
 
+    @property
+    def t(self) -> torch.Tensor:
+        """[num_envs] steps into each env's episode (a copy: assign to change it)."""
+        if self.clock is None:
+            return self._t.clone()
+        return torch.full((self.num_envs,), self.clock, dtype=torch.long, device=self.device)
+
+    @t.setter
+    def t(self, value: torch.Tensor) -> None:
+        value = value.to(self.device, torch.long).expand(self.num_envs)
+        in_step = bool((value == value[0]).all())
+        self.clock = int(value[0]) if in_step else None
+        self._t = value.clone()
+
     # --- dynamics ------------------------------------------------------------------------
 
     def _observe(self) -> list[torch.Tensor]:
@@ -299,7 +319,7 @@ class GridworldEnv(BatchedEnv):
     def reset(self) -> list[torch.Tensor]:
         u = torch.rand(self.num_envs, generator=self.generator, device=self.device)
         self.code = self.start_codes[torch.bucketize(u, self.swap_edge, right=True)]
-        self.t.zero_()
+        self.clock = 0
         return self._observe()
 
     def step(self, actions: list[torch.Tensor]) -> Step:
@@ -310,13 +330,25 @@ class GridworldEnv(BatchedEnv):
             k = (k & 3) | self.agent1_first.long() * 4
         index = torch.add(k, self.code, alpha=200)
         index.add_(a0, alpha=40).add_(a1, alpha=8)
-        entry = self.table[index]
-        out = self.outcomes[:, entry >> CODE_BITS]  # [12, B]
-        self.t += 1
-        done = self.t >= self.horizon
-        swap = torch.bucketize(u[1], self.swap_edge, right=True)
-        self.code = torch.where(done, self.start_codes[swap], entry & (2**CODE_BITS - 1))
-        self.t.masked_fill_(done, 0)
+        out = self.outcomes[:, self.counter_bits[index]]  # [12, B]
+        moved = self.next_code[index]
+        if self.clock is not None:  # all envs at the same step: they end together
+            self.clock += 1
+            ended = self.clock >= self.horizon
+            done = torch.full((self.num_envs,), ended, device=self.device)
+            if ended:
+                self.code = self.start_codes[torch.bucketize(u[1], self.swap_edge, right=True)]
+                self.clock = 0
+            else:
+                self.code = moved
+        else:
+            self._t += 1
+            done = self._t >= self.horizon
+            swap = torch.bucketize(u[1], self.swap_edge, right=True)
+            self.code = torch.where(done, self.start_codes[swap], moved)
+            self._t.masked_fill_(done, 0)
+            if bool(done.any()):  # back in step once every env has had an episode end
+                self.t = self._t
         return Step(
             obs=self._observe(),
             reward=out[0:2],
