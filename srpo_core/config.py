@@ -38,6 +38,10 @@ class RunSection:
     """cpu | cuda | auto (cuda when available)."""
     threads: int = 1
     """torch CPU threads; 1 avoids OpenMP spin contention with env stepping."""
+    parallel_updates: bool = True
+    """Update the heroes (each with its own adversaries) side by side, one thread per
+    hero. The numbers are the same either way (each hero draws from its own RNG); on a
+    multi-core CPU it is faster."""
     log_every: int = 1
     """Iterations between metric rows."""
     checkpoint_every: int = 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -17,6 +18,7 @@ from srpo_core.rollout import Seat, play_episodes
 
 EnvFactory = Callable[[int, int], BatchedEnv]
 """make_env(num_envs, seed) -> BatchedEnv"""
+T = TypeVar("T")
 
 
 def sub_seed(seed: int, name: str) -> int:
@@ -69,6 +71,14 @@ class Algorithm:
         self.init_generator = make_generator(torch.device("cpu"), sub_seed(seed, "init"))
         self.heroes = self.make_heroes()
         self.generator = make_generator(device, sub_seed(seed, "sample"))
+        learners = {id(hero): i for i, hero in reversed(self.heroes.items())}  # first seat
+        self.update_generators = {
+            i: make_generator(device, sub_seed(seed, f"update/{self.agents[i]}"))
+            for i in sorted(learners.values())
+        }
+        """Per learner (keyed by its first seat), the RNG of its update and its adversaries':
+        heroes update side by side (`per_hero`) and draw the same numbers in any order."""
+        self._threads: ThreadPoolExecutor | None = None
         self.setup()
 
     def make_heroes(self) -> dict[int, Learner]:
@@ -127,6 +137,27 @@ class Algorithm:
         generator = make_generator(self.device, sub_seed(seed, "eval-actions"))
         return play_episodes(env, self.seats(), generator).summary(self.agents, list(self.heroes))
 
+    def per_hero(self, job: Callable[[int], T]) -> dict[int, T]:
+        """``job(i)`` for every learner (by its first seat i): in parallel threads with
+        ``run.parallel_updates``
+        (torch releases the GIL inside its ops, so two heroes' updates share two cores),
+        else one after the other. A job touches only its hero's learners and RNG, so the
+        results are the same either way."""
+        heroes = list(self.update_generators)
+        if not self.config.run.parallel_updates or len(heroes) < 2:
+            return {i: job(i) for i in heroes}
+        if self._threads is None:
+            threads = self.config.run.threads  # the same kernels, so the same numbers
+            self._threads = ThreadPoolExecutor(
+                len(heroes) - 1,
+                thread_name_prefix="srpo-update",
+                initializer=torch.set_num_threads,
+                initargs=(threads,),
+            )
+        futures = {i: self._threads.submit(job, i) for i in heroes[1:]}
+        first = job(heroes[0])
+        return {heroes[0]: first, **{i: future.result() for i, future in futures.items()}}
+
     def learners(self) -> list[Learner]:
         """Every optimised network (SRPO adds its adversaries)."""
         return list(self.roles().values())
@@ -155,6 +186,7 @@ class Algorithm:
             },
             "generator": self.generator.get_state(),
             "init_generator": self.init_generator.get_state(),
+            "update_generators": {i: g.get_state() for i, g in self.update_generators.items()},
         }
 
     def load_state_dict(self, policies: dict[str, dict], state: dict[str, Any]) -> None:
@@ -163,6 +195,8 @@ class Algorithm:
             hero.optimizer.load_state_dict(state["optimizers"][role])
         self.generator.set_state(state["generator"])
         self.init_generator.set_state(state["init_generator"])
+        for i, rng_state in state.get("update_generators", {}).items():
+            self.update_generators[i].set_state(rng_state)
 
 
 def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:

@@ -22,8 +22,9 @@ class IPPO(Algorithm):
             self.runner, self.seats(), ppo.num_steps, self.generator, frozen=self.fixed
         )
         metrics = prefixed("train/", episodes.summary(self.agents, list(self.heroes)))
-        for i, hero in self.heroes.items():
-            update, _ = hero_update(hero, batches[i], self.config.algo.eps, self.generator)
+        eps, rngs = self.config.algo.eps, self.update_generators
+        updates = self.per_hero(lambda i: hero_update(self.heroes[i], batches[i], eps, rngs[i]))
+        for i, (update, _) in updates.items():
             metrics |= prefixed(f"{self.agents[i]}/", update)
             metrics |= self.action_metrics(i, batches[i], f"{self.agents[i]}/")
         samples = ppo.num_envs * ppo.num_steps

@@ -395,10 +395,11 @@ class RecurrentIPPO(Algorithm):
             self.identity,
         )
         metrics = prefixed("train/", play_metrics(seqs, self.pool.label))
-        for i, hero in self.heroes.items():
-            update = sequence_update(
-                hero, seqs[i], config.algo.eps, config.train.reward_scale, self.generator
-            )
+        eps, scale, rngs = config.algo.eps, config.train.reward_scale, self.update_generators
+        updates = self.per_hero(
+            lambda i: sequence_update(self.heroes[i], seqs[i], eps, scale, rngs[i])
+        )
+        for i, update in updates.items():
             metrics |= prefixed(f"{self.agents[i]}/", update)
         samples = ppo.num_envs * ppo.num_steps
         return Iteration(metrics, env_steps=samples, hero_samples=samples)

@@ -53,6 +53,11 @@ class SharedHeroes:
     def shared(self: Algorithm) -> Learner:
         return next(iter(self.heroes.values()))
 
+    @property
+    def update_rng(self: Algorithm) -> torch.Generator:
+        """The shared learner's update RNG (SRPO: its adversary's too)."""
+        return next(iter(self.update_generators.values()))
+
     def roles(self: Algorithm) -> dict[str, Learner]:
         return {SHARED: self.shared}
 
@@ -168,7 +173,7 @@ class SharedIPPO(SharedHeroes, IPPO):
         }
         last_obs = torch.cat([self.runner.obs[i] for i in seats])
         add_behaviour(self.shared.net, batch, last_obs)
-        update, _ = hero_update(self.shared, batch, self.config.algo.eps, self.generator)
+        update, _ = hero_update(self.shared, batch, self.config.algo.eps, self.update_rng)
         metrics = prefixed("train/", episodes.summary(self.agents, seats))
         metrics |= prefixed(f"{SHARED}/", update)
         metrics |= self.action_metrics(seats[0], batch, f"{SHARED}/")
@@ -222,10 +227,10 @@ class SharedSRPO(SharedHeroes, Algorithm):
         partner = partner_distribution(self.shared.net, adversary)  # before any update
 
         metrics = prefixed(f"{SHARED}/vs_adversary/", episodes.summary(self.agents, seats))
-        update, advantages = hero_update(self.shared, hero, algo.eps, self.generator, decisions)
+        update, advantages = hero_update(self.shared, hero, algo.eps, self.update_rng, decisions)
         metrics |= prefixed(f"{SHARED}/", update)
         adv_update = adversary_update(
-            self.adversary, adversary, advantages[:, adversary_env], partner, algo, self.generator
+            self.adversary, adversary, advantages[:, adversary_env], partner, algo, self.update_rng
         )
         metrics |= prefixed(f"{SHARED}/adversary/", adv_update)
         metrics |= self.action_metrics(seats[0], hero, f"{SHARED}/")

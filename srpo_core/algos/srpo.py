@@ -134,22 +134,29 @@ class SRPO(Algorithm):
             i: {j: self.partner_target(j, rollouts[i][0][j]) for j in advs}
             for i, advs in self.adversaries.items()
         }
-        metrics: dict[str, float] = {}
-        for i, hero in self.heroes.items():
+
+        def update(i: int) -> dict[str, float]:
+            """Hero i and its adversaries learn from rollout i (its own RNG throughout)."""
             agent, (batches, episodes) = self.agents[i], rollouts[i]
-            summary = episodes.summary(self.agents, [i])
-            metrics |= prefixed(f"{agent}/vs_adversary/", summary)
+            rng = self.update_generators[i]
+            out = prefixed(f"{agent}/vs_adversary/", episodes.summary(self.agents, [i]))
             bootstrap = decision_steps([batches[j] for j in (i, *self.adversaries[i])])
-            update, advantages = hero_update(hero, batches[i], algo.eps, self.generator, bootstrap)
-            metrics |= prefixed(f"{agent}/", update)
-            metrics |= self.action_metrics(i, batches[i], f"{agent}/")
+            hero = self.heroes[i]
+            metrics, advantages = hero_update(hero, batches[i], algo.eps, rng, bootstrap)
+            out |= prefixed(f"{agent}/", metrics)
+            out |= self.action_metrics(i, batches[i], f"{agent}/")
             for j, adversary in self.adversaries[i].items():
                 adv_update = adversary_update(
-                    adversary, batches[j], advantages, partners[i][j], algo, self.generator
+                    adversary, batches[j], advantages, partners[i][j], algo, rng
                 )
                 prefix = self.adversary_prefix(i, j)
-                metrics |= prefixed(prefix, adv_update)
-                metrics |= self.action_metrics(j, batches[j], prefix)
+                out |= prefixed(prefix, adv_update)
+                out |= self.action_metrics(j, batches[j], prefix)
+            return out
+
+        metrics: dict[str, float] = {}
+        for out in self.per_hero(update).values():
+            metrics |= out
         samples = ppo.num_envs * ppo.num_steps
         return Iteration(metrics, env_steps=samples * len(self.heroes), hero_samples=samples)
 

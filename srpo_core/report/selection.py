@@ -20,7 +20,14 @@ from srpo_core.registry import Registry, RunInfo
 from srpo_core.registry.models import canonical_json
 
 NOT_SETTING_KEYS = frozenset(
-    ("run.seed", "run.checkpoint_every", "run.log_every", "run.eval_episodes", "run.threads")
+    (
+        "run.seed",
+        "run.checkpoint_every",
+        "run.log_every",
+        "run.eval_episodes",
+        "run.threads",
+        "run.parallel_updates",
+    )
 )
 LEADING_KEYS = ("algo.name", "algo.tau", "algo.eps")
 """Differing keys shown first (and sorted on first), in this order."""
