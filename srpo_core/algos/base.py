@@ -139,10 +139,10 @@ class Algorithm:
 
     def per_hero(self, job: Callable[[int], T]) -> dict[int, T]:
         """``job(i)`` for every learner (by its first seat i): in parallel threads with
-        ``run.parallel_updates``
-        (torch releases the GIL inside its ops, so two heroes' updates share two cores),
-        else one after the other. A job touches only its hero's learners and RNG, so the
-        results are the same either way."""
+        ``run.parallel_updates`` (torch releases the GIL inside its ops, so two heroes'
+        updates share two cores), else one after the other. A job touches only its hero's
+        learners and RNG, so the results are the same either way. Evaluation envs may fork
+        workers later: these threads are idle then, holding no lock."""
         heroes = list(self.update_generators)
         if not self.config.run.parallel_updates or len(heroes) < 2:
             return {i: job(i) for i in heroes}
