@@ -44,10 +44,11 @@ class StackedInfo(Mapping[str, torch.Tensor]):
     def __init__(self, names: tuple[str, ...], table: torch.Tensor) -> None:
         self.names = names
         self.table = table
-        self.rows = {name: j for j, name in enumerate(names)}
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        return self.table[self.rows[key]]
+        if key not in self.names:
+            raise KeyError(key)
+        return self.table[self.names.index(key)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names)
