@@ -122,23 +122,24 @@ class Runner:
     def step(self, actions: list[torch.Tensor]) -> tuple[Step, Episodes | None]:
         """Step the env; returns the step and the episodes it completed (None if none)."""
         step = self.advance(actions)
-        return step, self.count([step])
+        return step, self.count([step], *stack_steps([step]))
 
-    def count(self, steps: list[Step]) -> Episodes | None:
-        """Add consecutive steps to the running sums; the episodes they completed, ordered
-        by the step that ended them, then by env (None if none ended)."""
+    def count(
+        self, steps: list[Step], reward: torch.Tensor, cost: torch.Tensor, done: torch.Tensor
+    ) -> Episodes | None:
+        """Add consecutive steps to the running sums (with their rewards, costs and dones
+        stacked by `stack_steps`); the episodes they completed, ordered by the step that
+        ended them, then by env (None if none ended)."""
         if self.info_keys is None:
             self.info_keys = tuple(steps[0].info)
         num_envs, device = self.env.num_envs, self.env.device
-        ones = torch.ones(len(steps), 1, num_envs, device=device)
-        parts = [torch.stack([s.reward for s in steps]), torch.stack([s.cost for s in steps]), ones]
+        parts = [reward, cost, torch.ones(len(steps), 1, num_envs, device=device)]
         if self.info_keys:
             parts.append(torch.stack([stack_info(s.info, self.info_keys) for s in steps]))
         rows = torch.cat(parts, 1).double()  # [T, rows, B]
         if self.sums is None:
             self.sums = torch.zeros(rows.shape[1:], dtype=torch.float64, device=device)
         totals = rows.cumsum(0) + self.sums  # per env, everything since its episode began
-        done = torch.stack([s.done for s in steps])
         if not bool(done.any()):
             self.sums = totals[-1]
             return None
@@ -189,6 +190,15 @@ class Runner:
         legal, acting = state.get("legal"), state.get("acting")
         self.legal = [m.to(device) for m in legal] if legal is not None else None
         self.acting = acting.to(device) if acting is not None else None
+
+
+def stack_steps(steps: list[Step]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Consecutive steps' rewards and costs [T, num_agents, B] and dones [T, B]."""
+    return (
+        torch.stack([s.reward for s in steps]),
+        torch.stack([s.cost for s in steps]),
+        torch.stack([s.done for s in steps]),
+    )
 
 
 def concat(episodes: list[Episodes], num_agents: int) -> Episodes:
@@ -250,11 +260,9 @@ def collect(
         for i, observe in observers:
             observe(joint[i], step.reward[i] - step.cost[i], step.done)
         steps.append(step)
-    finished = runner.count(steps)
-    all_utility = torch.stack([step.reward for step in steps]) - torch.stack(
-        [step.cost for step in steps]
-    )
-    all_dones = torch.stack([step.done for step in steps])
+    reward, cost, all_dones = stack_steps(steps)
+    finished = runner.count(steps, reward, cost, all_dones)
+    all_utility = reward - cost
     all_acting = torch.stack(acting) if acting else None
     batches = []
     for i, seat in enumerate(seats):

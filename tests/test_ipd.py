@@ -162,7 +162,7 @@ def test_recomputed_log_probs_equal_the_rollouts(identity):
     if identity:  # a learner facing a tabular agent is told its probabilities
         seq = seqs[0]
         told = seq.obs[..., 9:]
-        facing = seq.partner_tabular
+        facing = seq.partner_pooled
         assert (told[..., 0] == facing.float()).all() and told[~facing].abs().sum() == 0
         assert torch.allclose(told[-1, facing[-1], 1:], algo.pool.params[facing[-1]])
 

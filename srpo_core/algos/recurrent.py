@@ -185,7 +185,7 @@ class Sequences:
     dones: torch.Tensor
     learner: torch.Tensor
     """bool: the learner played this seat (not a pool partner)."""
-    partner_tabular: torch.Tensor
+    partner_pooled: torch.Tensor
     """bool: a pool partner (tabular agent or zoo member) played the other seat."""
     partner_utility: torch.Tensor
     last_value: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
@@ -237,7 +237,7 @@ def play(
                 ("logp", dist.log_prob(action)),
                 ("values", value),
                 ("learner", ~partnered),
-                ("partner_tabular", pool.partner_in(1 - i)),
+                ("partner_pooled", pool.partner_in(1 - i)),
             ):
                 record[i].setdefault(key, []).append(value_t)
             memory.hidden[i] = hidden
@@ -329,7 +329,7 @@ def play_metrics(seqs: list[Sequences], partners: str = "tabular") -> dict[str, 
     for name, against in (("learners", False), (partners, True)):
         coop, reward, advantage, count = 0.0, 0.0, 0.0, 0.0
         for seq in seqs:
-            rows = seq.learner & (seq.partner_tabular == against)
+            rows = seq.learner & (seq.partner_pooled == against)
             coop += float((seq.actions[rows] == C).float().sum())
             reward += float(seq.utility[rows].sum())
             advantage += float((seq.utility - seq.partner_utility)[rows].sum())

@@ -1,11 +1,11 @@
 """Which runs a report covers, and how they group into settings.
 
 A *setting* is a run's config without the keys that do not change what is trained
-(`NOT_SETTING_KEYS`: the seed, checkpoint and logging cadence, evaluation size, threads):
-the runs of one setting are seeds of one experiment, averaged in every figure. Settings are
-labelled by the config keys that differ between the selected runs (``srpo tau=10
-eps=0.1``) and ordered by those keys' values, so the same registry always gives the same
-order.
+(`NOT_SETTING_KEYS`: the seed, checkpoint and logging cadence, evaluation size, threads,
+parallel updates): the runs of one setting are seeds of one experiment, averaged in every
+figure. Settings are labelled by the config keys that differ between the selected runs
+(``srpo tau=10 eps=0.1``) and ordered by those keys' values, so the same registry always
+gives the same order.
 """
 
 from __future__ import annotations
