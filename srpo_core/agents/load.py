@@ -14,18 +14,24 @@ from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSeat, Recu
 from srpo_core.agents.scripted import CATALOGUE, Scripted
 from srpo_core.envs.base import ActionSpace
 from srpo_core.errors import UserError
-from srpo_core.registry import PolicyInfo, Registry
+from srpo_core.registry import CheckpointInfo, PolicyInfo, Registry
 from srpo_core.rollout import Seat
 
 
 def load_policy(
     registry: Registry, ref: str, *, step: int | None = None, device: str = "cpu"
 ) -> ActorCritic | RecurrentActorCritic:
-    """A trained network (`RUN/role`) at its latest checkpoint, or at ``step``."""
+    """A trained network (`RUN/role`) at its latest checkpoint, or at ``step``; refused
+    (UserError) when the checkpoint's weights do not fit the network of its spec."""
     info = registry.get_policy(ref)
     if info.kind != "trained":
         raise UserError(f"policy {ref} is {info.kind}, not a trained network")
-    state = checkpoint_state(registry, info, step)
+    if "net" not in info.spec:
+        raise UserError(f"policy {ref} is not a network policy (env {info.env})")
+    checkpoint = _checkpoint(registry, info, step)
+    state = checkpoints.from_bytes(registry.read_checkpoint(checkpoint))
+    label = f"checkpoint of run {info.run_id} at step {checkpoint.step}"
+    checkpoints.check_policy_state(state, info.spec, info.role, label)
     spec = info.spec["net"]
     if spec.get("kind") == "gru":
         net: ActorCritic | RecurrentActorCritic = RecurrentActorCritic(
@@ -40,13 +46,17 @@ def load_policy(
 def checkpoint_state(registry: Registry, info: PolicyInfo, step: int | None) -> dict[str, Any]:
     """The checkpoint of a policy's run at ``step`` (its latest when None), verified and
     unpickled without code."""
+    return checkpoints.from_bytes(registry.read_checkpoint(_checkpoint(registry, info, step)))
+
+
+def _checkpoint(registry: Registry, info: PolicyInfo, step: int | None) -> CheckpointInfo:
     saved = registry.checkpoints(info.run_id)
     if step is not None:
         saved = [c for c in saved if c.step == step]
     if not saved:
         at = f" at step {step}" if step is not None else ""
         raise UserError(f"run {info.run_id} has no checkpoint{at}")
-    return checkpoints.from_bytes(registry.read_checkpoint(saved[-1]))
+    return saved[-1]
 
 
 def register_builtin(registry: Registry, ref: str, env: str) -> str:
