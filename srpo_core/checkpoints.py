@@ -344,7 +344,7 @@ def _optimizer_difference(optimizer: torch.optim.Optimizer) -> str | None:
     index = {id(p): i for i, p in enumerate(params)}
     for param, entry in optimizer.state.items():
         if id(param) not in index:
-            return f"state for parameter {param!r}, which it does not optimise"
+            return "state for a tensor that is not one of its parameters"
         for name, value in entry.items():
             if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
                 return (
