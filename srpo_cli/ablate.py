@@ -10,8 +10,17 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from srpo_cli.common import JsonOption, RegistryOption, console, err_console, print_json
+from srpo_cli.common import (
+    JsonOption,
+    RegistryOption,
+    command_line,
+    console,
+    err_console,
+    print_json,
+    text,
+)
 from srpo_core.errors import UserError
+from srpo_core.redact import redact
 
 POLL_SECONDS = 1.0
 
@@ -108,12 +117,15 @@ def ablate(
         )
     else:
         console.print(
-            f"ablation [bold]{plan.ablation_id}[/bold] (tag {plan.tag}): "
+            f"ablation [bold]{text(plan.ablation_id)}[/bold] (tag {text(plan.tag)}): "
             f"{len(plan.points)} runs, {len(done)} already finished, {len(jobs)} run now",
             highlight=False,
         )
         for job, error in failures:
-            err_console.print(f"failed: {job.point.setting} seed {job.point.seed}: {error}")
+            err_console.print(
+                f"failed: {text(job.point.setting)} seed {job.point.seed}: {text(error)}",
+                highlight=False,
+            )
     if failures:
         raise typer.Exit(1)
 
@@ -132,7 +144,7 @@ def _run(reg, plan, jobs, executor, workers: int, quiet: bool) -> list[tuple[Any
                 executor.submit(queue.pop(0), reg.url)
             for job, code, error in executor.finished():
                 if code != 0:
-                    failures.append((job, error or f"exit code {code}"))
+                    failures.append((job, redact(error) or f"exit code {code}"))
             if live:
                 runs = sw.point_runs(reg, plan)
                 live.update(
@@ -158,14 +170,14 @@ def _table(plan, rows: list[dict]) -> Table:
         "env steps",
         "SPS",
         "return",
-        title=f"ablation {plan.ablation_id}",
+        title=f"ablation {text(plan.ablation_id)}",
     )
     for r in rows:
         table.add_row(
-            r["setting"],
+            text(r["setting"]),
             str(r["seed"]),
-            r["run"] or "-",
-            r["status"],
+            text(r["run"] or "-"),
+            text(r["status"]),
             f"{r['env_steps']:,}",
             "-" if r["sps"] is None else f"{r['sps']:,.0f}",
             "-" if r["return"] is None else f"{r['return']:.3f}",
@@ -174,15 +186,13 @@ def _table(plan, rows: list[dict]) -> Table:
 
 
 def _print_dry_run(plan, json_: bool) -> None:
-    import shlex
-
-    commands = [shlex.join(["srpo", *plan.train_args(p)]) for p in plan.points]
+    commands = [command_line(plan.train_args(p)) for p in plan.points]
     if json_:
         print_json({"ablation": plan.ablation_id, "commands": commands})
         return
-    console.print(f"ablation {plan.ablation_id}: {len(commands)} runs", highlight=False)
+    console.print(f"ablation {text(plan.ablation_id)}: {len(commands)} runs", highlight=False)
     for command in commands:
-        console.print(command, highlight=False, soft_wrap=True)
+        console.print(text(command), highlight=False, soft_wrap=True)
 
 
 def _crossplay(reg, plan, runs, episodes: int, quiet: bool) -> list[dict[str, Any]]:
@@ -215,7 +225,9 @@ def _crossplay(reg, plan, runs, episodes: int, quiet: bool) -> list[dict[str, An
             title=f"cross-play of the population ({episodes} episodes per seating)",
         )
         for r in out:
-            table.add_row(r["setting"], str(r["runs"]), *(_num(r[k]) for k in ("tp", "cp", "drop")))
+            table.add_row(
+                text(r["setting"]), str(r["runs"]), *(_num(r[k]) for k in ("tp", "cp", "drop"))
+            )
         console.print(table)
     return out
 

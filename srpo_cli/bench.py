@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from srpo_cli.common import JsonOption, console, print_json
+from srpo_cli.common import JsonOption, console, print_json, text
 
 
 def bench(
@@ -33,6 +34,8 @@ def bench(
     from srpo_core import config as cfg
     from srpo_core.errors import UserError
 
+    if not 0 < seconds < math.inf:
+        raise UserError(f"--seconds must be finite and > 0, got {seconds}")
     try:
         sizes = [int(b) for b in batch.split(",")]
     except ValueError:
@@ -59,7 +62,10 @@ def bench(
         # training throughput as a share of the same env setup stepped alone
         train_row["vs_env"] = round(train_row["steps_per_second"] / env_row["steps_per_second"], 3)
     if out:
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            out.write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write {out}: {exc.strerror}") from None
     if json_:
         print_json(report)
         return
@@ -69,7 +75,7 @@ def bench(
         "steps/rollout",
         "env steps/s",
         "vs env",
-        title=f"{env} ({algo}, {config.run.device}, {config.run.threads} thread(s))",
+        title=f"{text(env)} ({text(algo)}, {config.run.device}, {config.run.threads} thread(s))",
     )
     for r, row in zip(rows, report["rows"], strict=True):
         rollout = "-" if r.kind == "env" else str(r.num_steps)
@@ -77,4 +83,4 @@ def bench(
         table.add_row(r.kind, str(r.num_envs), rollout, f"{r.steps_per_second:,.0f}", share)
     console.print(table)
     if out:
-        console.print(f"wrote {out}")
+        console.print(f"wrote {text(out)}", highlight=False)

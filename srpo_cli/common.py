@@ -1,12 +1,16 @@
-"""What every command shares: the registry option, consoles, one-line errors."""
+"""What every command shares: the registry option, consoles, safe text for them."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from srpo_core.redact import redact
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,7 +30,19 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def text(value: Any) -> str:
+    """Any user-supplied or stored value as rich markup that prints it verbatim: escaped
+    (a tag such as '[/x]' would be markup, or a markup error), credentials masked."""
+    return escape(redact(str(value)))
+
+
 def fmt(value: Any) -> str:
+    """A table cell or field value: floats to 4 significant digits, None empty, else `text`."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return "" if value is None else str(value)
+    return "" if value is None else text(value)
+
+
+def command_line(args: list[str]) -> str:
+    """``srpo ARGS`` as a shell command, credentials masked: what runs store and print."""
+    return redact(shlex.join(["srpo", *args]))

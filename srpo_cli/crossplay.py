@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from srpo_cli.common import JsonOption, RegistryOption, console, print_json
+from srpo_cli.common import JsonOption, RegistryOption, console, print_json, text
 from srpo_core.errors import UserError
 
 MAX_PAIR_ROWS = 60
@@ -205,7 +205,7 @@ def _pool_summary(rows: list[dict]) -> list[dict[str, Any]]:
 
 
 def _f(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else text(value)
 
 
 def _print_pairs(rows: list[dict]) -> None:
@@ -223,9 +223,9 @@ def _print_pairs(rows: list[dict]) -> None:
     )
     for r in rows:
         table.add_row(
-            r["agent"],
-            r["seat"],
-            r["partner"],
+            text(r["agent"]),
+            text(r["seat"]),
+            text(r["partner"]),
             r["kind"].upper(),
             _f(r["return"]),
             _f(r["team_reward"]),
@@ -242,10 +242,10 @@ def _print_matrix(rows: list[dict]) -> None:
     runs = list(dict.fromkeys(r["agent_run"] for r in rows))
     cell = cell_means((r["agent_run"], r["partner_run"], r["return"]) for r in rows)
     table = Table(
-        "row run \\ partner run", *[r[:8] for r in runs], title="mean return (diagonal = TP)"
+        "row run \\ partner run", *[text(r[:8]) for r in runs], title="mean return (diagonal = TP)"
     )
     for row in runs:
-        table.add_row(row[:8], *[_f(cell[(row, col)]) for col in runs])
+        table.add_row(text(row[:8]), *[_f(cell[(row, col)]) for col in runs])
     console.print(table)
 
 

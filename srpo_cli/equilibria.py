@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from srpo_cli.common import JsonOption, console, print_json
+from srpo_cli.common import JsonOption, console, print_json, text
 from srpo_core.errors import UserError
 
 
@@ -54,7 +54,7 @@ def equilibria(
         "E\\[c0]",
         "E\\[c1]",
         "free-riding",
-        title=f"RQE of {config.env.game}, tau={tau:g}, eps={eps:g}",
+        title=f"RQE of {text(config.env.game)}, tau={tau:g}, eps={eps:g}",
     )
     for e in found:
         c0, c1 = e.expected_costs(cost)
@@ -68,4 +68,4 @@ def equilibria(
 
 
 def _strategy(probs: tuple[float, ...], labels: list[str]) -> str:
-    return " ".join(f"{label}={p:.4f}" for label, p in zip(labels, probs, strict=False))
+    return " ".join(f"{text(label)}={p:.4f}" for label, p in zip(labels, probs, strict=False))

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from srpo_cli.common import JsonOption, RegistryOption, console, print_json
+from srpo_cli.common import JsonOption, RegistryOption, console, print_json, text
 from srpo_core.errors import UserError
 
 FORMATS = ("table", "md", "csv", "json")
@@ -57,12 +57,15 @@ def leaderboard(
 
 
 def _print(board, lb) -> None:
-    title = f"zoo {board.zoo} ({board.env}), {board.episodes} episodes/seating, seed {board.seed}"
+    title = (
+        f"zoo {text(board.zoo)} ({text(board.env)}), {board.episodes} episodes/seating, "
+        f"seed {board.seed}"
+    )
     groups = Table(*[t for _, t in lb.GROUP_COLUMNS], title=f"{title}: by algorithm and tau")
     for row in board.groups:
-        groups.add_row(*lb.cells(row, lb.GROUP_COLUMNS))
+        groups.add_row(*map(text, lb.cells(row, lb.GROUP_COLUMNS)))
     agents = Table(*[t for _, t in lb.TABLE_AGENT_COLUMNS], title="agents")
     for row in board.agents:
-        agents.add_row(*lb.cells(row, lb.TABLE_AGENT_COLUMNS))
+        agents.add_row(*map(text, lb.cells(row, lb.TABLE_AGENT_COLUMNS)))
     console.print(groups)
     console.print(agents)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from srpo_cli.common import RegistryOption, console
+from srpo_cli.common import RegistryOption, console, text
 from srpo_core.errors import UserError
 
 
@@ -46,7 +46,7 @@ def report(
         if problems:
             raise UserError(f"report in {check} is incomplete: {'; '.join(problems)}")
         console.print(
-            f"{check / rp.REPORT_FILE}: every section and figure present", highlight=False
+            f"{text(check / rp.REPORT_FILE)}: every section and figure present", highlight=False
         )
         return
     if out is None:
@@ -69,5 +69,5 @@ def report(
         )
     rp.write_report(built, out)
     console.print(
-        f"wrote {out / rp.REPORT_FILE} with {len(built.figures)} figures", highlight=False
+        f"wrote {text(out / rp.REPORT_FILE)} with {len(built.figures)} figures", highlight=False
     )

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from srpo_cli.common import JsonOption, RegistryOption, console, fmt, print_json
+from srpo_cli.common import JsonOption, RegistryOption, console, fmt, print_json, text
+from srpo_core.errors import UserError
 
 app = typer.Typer(help="List and inspect runs in the registry.", no_args_is_help=True)
 
@@ -28,6 +29,8 @@ def list_runs(
     """Runs, newest first."""
     from srpo_core.registry import Registry
 
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
     with Registry(registry, create=False) as reg:
         runs = reg.list_runs(env=env, algo=algo, status=status, tags=tag, limit=limit)
     if json_:
@@ -37,13 +40,13 @@ def list_runs(
     table.columns.insert(0, Column("id", no_wrap=True))
     for r in runs:
         table.add_row(
-            r.id,
-            r.env,
-            r.algo,
+            text(r.id),
+            text(r.env),
+            text(r.algo),
             fmt(r.tau),
             fmt(r.eps),
             str(r.seed),
-            r.status,
+            text(r.status),
             f"{r.env_steps:,}",
             r.created_at.strftime("%m-%d %H:%M"),
         )
@@ -72,7 +75,10 @@ def show(
     if json_:
         print_json(data)
         return
-    console.print(f"[bold]run {info.id}[/bold]  {info.env} / {info.algo}  status {info.status}")
+    console.print(
+        f"[bold]run {text(info.id)}[/bold]  {text(info.env)} / {text(info.algo)}  "
+        f"status {text(info.status)}"
+    )
     for key in (
         "tau",
         "eps",
@@ -88,12 +94,12 @@ def show(
     ):
         if data[key] not in (None, ""):
             console.print(f"  {key}: {fmt(data[key])}", highlight=False)
-    console.print(f"  policies: {', '.join(data['policies'])}", highlight=False)
+    console.print(f"  policies: {text(', '.join(data['policies']))}", highlight=False)
     table = Table("step", "sha256", "size", title="checkpoints")
     for c in checkpoints:
-        table.add_row(f"{c.step:,}", c.sha256, f"{c.size_bytes:,}")
+        table.add_row(f"{c.step:,}", text(c.sha256), f"{c.size_bytes:,}")
     console.print(table)
     metrics = Table("metric", "final value", title="final metrics")
     for key, value in sorted(final.items()):
-        metrics.add_row(key, fmt(value))
+        metrics.add_row(text(key), fmt(value))
     console.print(metrics)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shlex
 import signal
 import sys
 from typing import Annotated
@@ -17,8 +16,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from srpo_cli.common import JsonOption, RegistryOption, console, print_json
+from srpo_cli.common import JsonOption, RegistryOption, command_line, console, print_json, text
 from srpo_core.errors import UserError
+from srpo_core.redact import redact
 
 
 def _interrupt(signum, frame):  # SIGTERM ends a run like Ctrl-C: status 'interrupted'
@@ -86,7 +86,7 @@ def train(
         )
         reg = Registry(registry)  # created only once the config is known to be valid
     signal.signal(signal.SIGTERM, _interrupt)
-    command = shlex.join(["srpo", *sys.argv[1:]])
+    command = command_line(sys.argv[1:])
     bar = None if json_ else _progress_bar()
     with bar or contextlib.nullcontext():
         task = bar.add_task("train", total=None, sps=0.0, ret="-") if bar else None
@@ -100,7 +100,11 @@ def train(
             result = training.resume(resume, reg, on_progress=on_progress)
         else:
             result = training.train(
-                config, reg, command=command, tags=tag or [], on_progress=on_progress
+                config,
+                reg,
+                command=command,
+                tags=[redact(t) for t in tag or []],
+                on_progress=on_progress,
             )
     if json_:
         print_json(
@@ -109,7 +113,7 @@ def train(
                 "status": result.status,
                 "env_steps": result.env_steps,
                 "hero_samples": result.hero_samples,
-                "registry": reg.url,
+                "registry": redact(reg.url),
                 "metrics": result.metrics,
             }
         )
@@ -119,7 +123,7 @@ def train(
         )
         headline = {k: v for k, v in result.metrics.items() if _is_headline(k)}
         if headline:
-            console.print("  " + "  ".join(f"{k} {v:.4f}" for k, v in headline.items()))
+            console.print("  " + "  ".join(f"{text(k)} {v:.4f}" for k, v in headline.items()))
 
 
 def _is_headline(key: str) -> bool:

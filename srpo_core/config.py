@@ -2,12 +2,14 @@
 
 Resolution order (later wins): dataclass defaults -> the env's default preset (or a stored
 run's config with ``--config-from``) -> ``--preset`` files -> CLI flags -> ``--set`` pairs.
-Every key is checked against the dataclasses, so a typo is an error, never a silent no-op.
+Every key is checked against the dataclasses, so a typo is an error, never a silent no-op,
+and every value against its field's `Range` (floats must be finite, whatever their range).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -25,28 +27,78 @@ ADVERSARY_INIT = ("partner", "fresh")
 BUDGETS = ("env_steps", "hero_samples")
 DEVICES = ("cpu", "cuda", "auto")
 PARTNERS = ("learners-only", "mixed", "tabular-only")
+ACTIVATIONS = ("tanh", "relu")
+SEED_MAX = 2**63 - 1
+"""Seeds are stored as 64-bit integers."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a config key admits: numbers within the bounds (floats also finite), strings
+    among ``choices``; a list's elements one by one. Kept in the field's metadata (`ranged`)
+    and checked for every section, env sections included, by `check_ranges`."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def admits(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return not self.choices or value in self.choices
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+        )
+
+    def describe(self, value: Any) -> str:
+        """What `admits` asks for, as the error message says it: 'in [0, 1]', 'finite and > 0'."""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        closed = self.ge is not None
+        low = self.ge if closed else self.gt
+        if low is not None and self.le is not None:
+            return f"in {'[' if closed else '('}{low}, {self.le}]"
+        parts = ["finite"] if isinstance(value, float) else []
+        if low is not None:
+            parts.append(f"{'>=' if closed else '>'} {low}")
+        if self.le is not None:
+            parts.append(f"<= {self.le}")
+        return " and ".join(parts)
+
+
+ANY = Range()
+"""The range of a key without one: any int or string, any finite float."""
+
+
+def ranged(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **bounds):
+    """A config dataclass field whose values must lie in ``Range(**bounds)``."""
+    return field(default=default, default_factory=factory, metadata={"range": Range(**bounds)})
 
 
 @dataclass
 class RunSection:
     """What to run for how long, and where."""
 
-    seed: int = 0
-    steps: int = 100_000
+    seed: int = ranged(0, ge=0, le=SEED_MAX)
+    steps: int = ranged(100_000, ge=1)
     """Budget, counted in env steps or hero samples (see algo.budget)."""
-    device: str = "cpu"
+    device: str = ranged("cpu", choices=DEVICES)
     """cpu | cuda | auto (cuda when available)."""
-    threads: int = 1
+    threads: int = ranged(1, ge=1)
     """torch CPU threads; 1 avoids OpenMP spin contention with env stepping."""
     parallel_updates: bool = True
     """Update the heroes (each with its own adversaries) side by side, one thread per
     hero. The numbers are the same either way (each hero draws from its own RNG); on a
     multi-core CPU it is faster."""
-    log_every: int = 1
+    log_every: int = ranged(1, ge=1)
     """Iterations between metric rows."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = ranged(0, ge=0)
     """Env steps between checkpoints; 0 keeps only the final one."""
-    eval_episodes: int = 64
+    eval_episodes: int = ranged(64, ge=0)
     """Episodes of the trained agents playing together, at each log row and at the end."""
 
 
@@ -54,19 +106,19 @@ class RunSection:
 class AlgoSection:
     """IPPO or SRPO; srpo-notes section 3. IPPO is SRPO's tau = 0 limit."""
 
-    name: str = "ippo"
-    tau: float = 0.0
+    name: str = ranged("ippo", choices=ALGOS)
+    tau: float = ranged(0.0, ge=0)
     """Risk aversion; the adversary's KL penalty weight is 1/tau."""
-    eps: float = 0.0
+    eps: float = ranged(0.0, ge=0)
     """Bounded rationality: the entropy bonus weight of the hero (and IPPO agents)."""
-    kl_direction: str = "adversary-partner"
+    kl_direction: str = ranged("adversary-partner", choices=KL_DIRECTIONS)
     """adversary-partner = KL(phi || theta_-i) as in the paper; partner-adversary as the
     authors' gridworld/Tag/Hanabi code."""
-    adversary_entropy: str = "none"
+    adversary_entropy: str = ranged("none", choices=ADVERSARY_ENTROPY)
     """none (paper) | eps (the authors' Tag code gives the adversary the hero's bonus)."""
-    adversary_init: str = "partner"
+    adversary_init: str = ranged("partner", choices=ADVERSARY_INIT)
     """partner: the adversary starts as a copy of the partner policy; fresh: own init."""
-    budget: str = "env_steps"
+    budget: str = ranged("env_steps", choices=BUDGETS)
     """env_steps: SRPO gets IPPO's env interactions; hero_samples: same samples per hero."""
     share_policy: bool = False
     """One policy for every trained seat (the paper's Hanabi): IPPO trains one shared policy;
@@ -78,39 +130,39 @@ class AlgoSection:
 class PPOSection:
     """The PPO core shared by heroes, IPPO agents and adversaries."""
 
-    lr: float = 3e-4
-    critic_lr: float = 0.0
+    lr: float = ranged(3e-4, gt=0)
+    critic_lr: float = ranged(0.0, ge=0)
     """The critic's learning rate (separate actor and critic networks); 0: ppo.lr."""
-    num_envs: int = 8
-    num_steps: int = 128
-    epochs: int = 4
-    minibatches: int = 1
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip: float = 0.2
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
+    num_envs: int = ranged(8, ge=1)
+    num_steps: int = ranged(128, ge=1)
+    epochs: int = ranged(4, ge=1)
+    minibatches: int = ranged(1, ge=1)
+    gamma: float = ranged(0.99, ge=0, le=1)
+    gae_lambda: float = ranged(0.95, ge=0, le=1)
+    clip: float = ranged(0.2, gt=0)
+    vf_coef: float = ranged(0.5, ge=0)
+    max_grad_norm: float = ranged(0.5, ge=0)
     """0 disables gradient clipping."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over the budget (settles noisy fixed points)."""
     norm_adv: bool = False
     clip_vloss: bool = False
-    adam_eps: float = 1e-5
+    adam_eps: float = ranged(1e-5, gt=0)
 
 
 @dataclass
 class NetSection:
     """Actor and critic MLPs."""
 
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "tanh"
+    hidden: list[int] = ranged(factory=lambda: [64, 64], ge=1)
+    activation: str = ranged("tanh", choices=ACTIVATIONS)
     shared_trunk: bool = False
     ortho_init: bool = True
     log_std_init: float = 0.0
     """Initial log standard deviation of Gaussian (continuous-action) policies."""
-    recurrent: int = 0
+    recurrent: int = ranged(0, ge=0)
     """GRU width of a recurrent policy (srpo_core/agents/recurrent.py); 0: the MLPs above."""
-    embed: int = 32
+    embed: int = ranged(32, ge=1)
     """Recurrent policies: width of the embeddings of observation, previous action, reward."""
 
 
@@ -124,7 +176,7 @@ class TrainSection:
     half; tabular-only: tabular agents only; zoo:NAME: in every episode a member of zoo
     NAME (drawn per episode, not a held-out zoo). All but learners-only need env ipd and a
     recurrent policy (net.recurrent > 0)."""
-    reward_scale: float = 1.0
+    reward_scale: float = ranged(1.0, gt=0)
     """Rewards are multiplied by this before GAE (recurrent learners)."""
 
 
@@ -164,9 +216,19 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
         known = ", ".join(sorted(p.stem for p in presets_dir().glob("*.toml")))
         raise UserError(f"unknown preset '{name_or_path}' (known: {known})")
     try:
-        return tomllib.loads(path.read_text())
+        layers = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"preset {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read preset {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"preset {path} is not valid TOML: {exc}") from None
+    for section, values in layers.items():
+        if not isinstance(values, dict):
+            raise UserError(
+                f"preset {path}: '{section}' must be a [{section}] table, got {values!r}"
+            )
+    return layers
 
 
 def parse_set(pairs: list[str]) -> dict[str, Any]:
@@ -174,8 +236,8 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or "." not in key:
-            raise UserError(f"--set expects section.key=value, got '{pair}'")
+        if not sep or "." not in key or len(pair.splitlines()) > 1:
+            raise UserError(f"--set expects one section.key=value on one line, got {pair!r}")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
@@ -262,41 +324,32 @@ def _choice(value: str, options: tuple[str, ...], where: str) -> None:
         raise UserError(f"{where} must be one of {', '.join(options)}, got '{value}'")
 
 
+def check_ranges(section: Any, name: str) -> None:
+    """Every value of a config section (a dataclass) within its field's `Range`."""
+    for f in dataclasses.fields(section):
+        _check_range(getattr(section, f.name), f.metadata.get("range", ANY), f"{name}.{f.name}")
+
+
+def _check_range(value: Any, allowed: Range, where: str) -> None:
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_range(item, allowed, f"{where}[{i}]")
+    elif isinstance(value, int | float | str) and not isinstance(value, bool):
+        if not allowed.admits(value):
+            raise UserError(f"{where} = {value!r}: must be {allowed.describe(value)}")
+
+
 def validate(config: Config) -> None:
-    algo, run, ppo = config.algo, config.run, config.ppo
-    _choice(algo.name, ALGOS, "algo.name")
-    _choice(algo.kl_direction, KL_DIRECTIONS, "algo.kl_direction")
-    _choice(algo.adversary_entropy, ADVERSARY_ENTROPY, "algo.adversary_entropy")
-    _choice(algo.adversary_init, ADVERSARY_INIT, "algo.adversary_init")
-    _choice(algo.budget, BUDGETS, "algo.budget")
-    _choice(run.device, DEVICES, "run.device")
-    if algo.tau < 0:
-        raise UserError(f"tau must be >= 0, got {algo.tau}")
-    if algo.eps < 0:
-        raise UserError(f"eps must be >= 0, got {algo.eps}")
+    """Each key's range, then what ranges cannot say: how keys go together."""
+    for name in ("env", *SECTIONS):
+        check_ranges(getattr(config, name), name)
+    algo, ppo = config.algo, config.ppo
     if algo.name == "srpo" and algo.tau == 0:
         raise UserError("SRPO needs tau > 0; tau = 0 is IPPO (--algo ippo)")
     if algo.name == "ippo" and algo.tau != 0:
         raise UserError(f"IPPO is the tau = 0 case, got tau {algo.tau}; use --algo srpo")
-    for where, value in [
-        ("run.steps", run.steps),
-        ("run.threads", run.threads),
-        ("run.log_every", run.log_every),
-        ("ppo.num_envs", ppo.num_envs),
-        ("ppo.num_steps", ppo.num_steps),
-        ("ppo.epochs", ppo.epochs),
-        ("ppo.minibatches", ppo.minibatches),
-    ]:
-        if value < 1:
-            raise UserError(f"{where} must be >= 1, got {value}")
-    if run.checkpoint_every < 0 or run.eval_episodes < 0:
-        raise UserError("run.checkpoint_every and run.eval_episodes must be >= 0")
     if (ppo.num_envs * ppo.num_steps) % ppo.minibatches:
         raise UserError("ppo.minibatches must divide ppo.num_envs * ppo.num_steps")
-    if ppo.lr <= 0 or ppo.clip <= 0:
-        raise UserError("ppo.lr and ppo.clip must be > 0")
-    if ppo.critic_lr < 0:
-        raise UserError(f"ppo.critic_lr must be >= 0, got {ppo.critic_lr}")
     if ppo.critic_lr and config.net.shared_trunk:
         raise UserError("ppo.critic_lr needs separate actor and critic (net.shared_trunk = false)")
     _validate_recurrent(config)
@@ -310,8 +363,6 @@ def _validate_recurrent(config: Config) -> None:
         _choice(train.partners, (*PARTNERS, "zoo:NAME"), "train.partners")
     elif not train.partners[4:]:
         raise UserError("train.partners=zoo:NAME needs a zoo name")
-    if net.recurrent < 0 or net.embed < 1 or train.reward_scale <= 0:
-        raise UserError("net.recurrent must be >= 0, net.embed >= 1, train.reward_scale > 0")
     if train.partners != "learners-only" and (config.env.name != "ipd" or not net.recurrent):
         raise UserError(
             f"train.partners={train.partners} needs --env ipd and a recurrent policy "

@@ -171,7 +171,7 @@ def snapshot(root: Path) -> dict:
     [
         (["train", "--env", "nope"], "unknown env 'nope'"),
         (["train", "--env", "matrix", "--game", "nope"], "unknown game 'nope'"),
-        (["train", "--env", "matrix", "--algo", "srpo", "--tau", "-1"], "tau must be >= 0"),
+        (["train", "--env", "matrix", "--algo", "srpo", "--tau", "-1"], "algo.tau = -1.0: must be"),
         (["train", "--env", "matrix", "--set", "ppo.nope=1"], "unknown key 'ppo.nope'"),
         (["train", "--env", "matrix", "--set", "ppo.lr=fast"], "ppo.lr must be float"),
         (["train", "--env", "matrix", "--algo", "srpo"], "SRPO needs tau > 0"),
@@ -197,7 +197,7 @@ def test_bad_input_creates_no_registry(cli, tmp_path):
     proc = cli("runs", "list", check=False)
     assert proc.returncode == 2 and "no registry" in proc.stderr
     proc = cli("train", "--env", "matrix", "--tau", "-1", check=False)
-    assert proc.returncode == 2 and "tau must be >= 0" in proc.stderr
+    assert proc.returncode == 2 and "algo.tau = -1.0: must be" in proc.stderr
     assert not list(tmp_path.iterdir())
 
 
