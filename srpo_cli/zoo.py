@@ -1,4 +1,7 @@
-"""`srpo zoo build|list|show|freeze|export|import`: named sets of partner policies."""
+"""`srpo zoo build|list|show|freeze|export|import`: named sets of partner policies.
+
+Names, refs, descriptions and paths come from users or from imported archives: every such
+string is escaped before rich prints it, so a '[' in it is text, never markup."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from srpo_cli.common import JsonOption, RegistryOption, console, print_json
@@ -104,7 +108,8 @@ def build(
         return
     kind = "held-out zoo" if zoo.held_out else "zoo"
     console.print(
-        f"{kind} [bold]{zoo.name}[/bold] ({zoo.env}): {added} new, {len(zoo.members)} members"
+        f"{kind} [bold]{escape(zoo.name)}[/bold] ({escape(zoo.env)}): {added} new, "
+        f"{len(zoo.members)} members"
     )
 
 
@@ -125,12 +130,12 @@ def list_zoos(
     table = Table("name", "env", "members", "held out", "frozen", "manifest")
     for z in zoos:
         table.add_row(
-            z.name,
-            z.env,
+            escape(z.name),
+            escape(z.env),
             str(len(z.members)),
             "yes" if z.held_out else "no",
             z.frozen_at.strftime("%Y-%m-%d %H:%M") if z.frozen_at else "no",
-            (z.manifest_sha256 or "")[:12],
+            escape((z.manifest_sha256 or "")[:12]),
         )
     console.print(table)
 
@@ -150,16 +155,20 @@ def show(
     if json_:
         print_json(data)
         return
-    state = f"frozen, manifest {zoo.manifest_sha256}" if zoo.frozen else "not frozen"
+    state = f"frozen, manifest {escape(str(zoo.manifest_sha256))}" if zoo.frozen else "not frozen"
     held = "held out" if zoo.held_out else "not held out"
-    console.print(f"[bold]zoo {zoo.name}[/bold]  {zoo.env}  {held}  {state}", highlight=False)
+    title = f"[bold]zoo {escape(zoo.name)}[/bold]  {escape(zoo.env)}  {held}  {state}"
+    console.print(title, highlight=False)
     if zoo.description:
-        console.print(f"  {zoo.description}", highlight=False)
-    console.print(f"  env config: {zoo.env_config}", highlight=False)
+        console.print(f"  {escape(zoo.description)}", highlight=False)
+    console.print(f"  env config: {escape(str(zoo.env_config))}", highlight=False)
     table = Table("#", "policy", "step", "checkpoint sha256")
     for m in zoo.members:
         table.add_row(
-            str(m.position), m.policy_ref, "" if m.step is None else str(m.step), m.sha256 or ""
+            str(m.position),
+            escape(m.policy_ref),
+            "" if m.step is None else str(m.step),
+            escape(m.sha256 or ""),
         )
     console.print(table)
 
@@ -179,7 +188,9 @@ def freeze(
     if json_:
         print_json(_zoo_dict(zoo))
         return
-    console.print(f"zoo [bold]{zoo.name}[/bold] frozen: manifest {zoo.manifest_sha256}")
+    console.print(
+        f"zoo [bold]{escape(zoo.name)}[/bold] frozen: manifest {escape(str(zoo.manifest_sha256))}"
+    )
 
 
 @app.command("export")
@@ -190,11 +201,13 @@ def export(
 ) -> None:
     """Write a frozen zoo and its checkpoints into one self-contained archive."""
     from srpo_core.registry import Registry
-    from srpo_core.zoo import export_zoo
+    from srpo_core.zoo_archive import export_zoo
 
     with Registry(registry, create=False) as reg:
         sha = export_zoo(reg, name, file)
-    console.print(f"wrote {file} (zoo {name}, manifest {sha})", highlight=False)
+    console.print(
+        f"wrote {escape(str(file))} (zoo {escape(name)}, manifest {escape(sha)})", highlight=False
+    )
 
 
 @app.command("import")
@@ -209,7 +222,7 @@ def import_(
 ) -> None:
     """Import a zoo archive after verifying every hash; the zoo arrives frozen."""
     from srpo_core.registry import Registry
-    from srpo_core.zoo import import_zoo, read_archive
+    from srpo_core.zoo_archive import import_zoo, read_archive
 
     if not file.is_file():
         raise UserError(f"no zoo archive at {file}")
@@ -221,6 +234,6 @@ def import_(
         return
     verb = "imported" if new else "already present:"
     console.print(
-        f"{verb} zoo [bold]{zoo.name}[/bold] ({len(zoo.members)} members, "
-        f"manifest {zoo.manifest_sha256})"
+        f"{verb} zoo [bold]{escape(zoo.name)}[/bold] ({len(zoo.members)} members, "
+        f"manifest {escape(str(zoo.manifest_sha256))})"
     )

@@ -3,35 +3,40 @@
 A member is a registered policy pinned to one checkpoint (step + sha256) when it is trained,
 or a built-in scripted or random policy. Freezing fixes the zoo's manifest (members, their
 checkpoint hashes, the env config and its hash) under a sha256; a frozen zoo refuses
-changes and can be exported as a self-contained archive that another registry imports
-after checking every hash. A held-out zoo's policies may never be training partners.
+changes and can be exported as a self-contained archive (`srpo_core.zoo_archive`) that
+another registry imports after checking every hash. A held-out zoo's policies may never be
+training partners.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
-import json
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from zlib import error as zlib_error
 
 import torch
 
+from srpo_core import checkpoints
 from srpo_core.agents.load import load_seat, playable_seats, register_builtin
 from srpo_core.config import build_config, resolve
 from srpo_core.errors import UserError
 from srpo_core.query import RunQuery, select_runs
-from srpo_core.registry import Registry, RunInfo, ZooInfo
+from srpo_core.redact import redact
+from srpo_core.registry import (
+    CheckpointInfo,
+    NotFoundError,
+    PolicyInfo,
+    Registry,
+    RunInfo,
+    ZooInfo,
+    ZooMemberInfo,
+)
 from srpo_core.registry.artifacts import sha256_hex
 from srpo_core.registry.models import canonical_json
+from srpo_core.registry.zoo_store import NewZoo, check_zoo_name
 from srpo_core.rollout import Seat
 
-ARCHIVE_FORMAT = 1
 BUILTIN_KINDS = ("scripted", "random")
 RUN_FIELDS = (
     "id",
@@ -49,7 +54,8 @@ RUN_FIELDS = (
     "env_steps",
     "hero_samples",
 )
-"""What an exported run carries: its provenance, not its metrics or status."""
+"""What an exported run carries: its provenance, not its metrics or status (and its command
+with any password masked)."""
 
 
 # ---- env configurations -------------------------------------------------------------------
@@ -116,11 +122,9 @@ def pin(
     step: int | None = None,
     fraction: float | None = None,
 ) -> Pinned:
-    """Pin ``ref`` to a checkpoint: ``step`` exactly, else the one nearest ``fraction`` of
-    the run's last checkpoint step (earlier on ties), else the latest. Built-in policies are
-    registered on first use and have no checkpoint."""
-    if ref.split(":", 1)[0] in BUILTIN_KINDS and ":" in ref:
-        return Pinned(register_builtin(registry, ref, env), None, None)
+    """Pin registered policy ``ref`` to a checkpoint: ``step`` exactly, else the one nearest
+    ``fraction`` of the run's last checkpoint step (earlier on ties), else the latest. A
+    policy without a run has no checkpoint."""
     info = registry.get_policy(ref)
     if info.env != env:
         raise UserError(f"policy {info.id} plays {info.env}, not {env}")
@@ -155,8 +159,11 @@ def run_policies(registry: Registry, run: RunInfo, fraction: float | None = None
 def check_pinned(registry: Registry, pinned: Pinned) -> None:
     """A pinned checkpoint must still be the one stored at its step: results and training
     partners are keyed by its hash."""
-    if pinned.step is None:
-        return
+    if pinned.step is not None:
+        _pinned_checkpoint(registry, pinned)
+
+
+def _pinned_checkpoint(registry: Registry, pinned: Pinned) -> CheckpointInfo:
     info = registry.get_policy(pinned.ref)
     for checkpoint in registry.checkpoints(info.run_id):
         if checkpoint.step == pinned.step:
@@ -165,7 +172,7 @@ def check_pinned(registry: Registry, pinned: Pinned) -> None:
                     f"{pinned.label}: the checkpoint now hashes to {checkpoint.sha256[:12]}, "
                     f"not the pinned {str(pinned.sha256)[:12]}"
                 )
-            return
+            return checkpoint
     raise UserError(f"{pinned.label}: no checkpoint at that step any more")
 
 
@@ -251,7 +258,52 @@ def build_zoo(
 ) -> tuple[ZooInfo, int]:
     """Create zoo ``name`` (or extend it while it is not frozen) with the selected members;
     returns the zoo and how many members were new. Every trained member must come from a
-    run on the zoo's env configuration. Nothing is written unless every member checks out."""
+    run on the zoo's env configuration. Everything is checked before anything is written;
+    the new policies, the zoo and its members are then written in one transaction."""
+    check_zoo_name(name)
+    _check_description(description)
+    existing = zoo_named(registry, name)
+    if existing is not None:
+        if existing.frozen:
+            raise UserError(f"zoo {name!r} is frozen; its members cannot change")
+        if existing.env != env:
+            raise UserError(f"zoo {name!r} is a {existing.env} zoo, not {env}")
+    new_policies = _NewPolicies()
+    pinned = _select_members(registry, env, members, new_policies)
+    values = _zoo_env(registry, existing, env, presets, sets, pinned)
+    wanted = config_hash(values)
+    for member in pinned:
+        _check_member_env(registry, member, wanted)
+    create = None
+    if existing is None:
+        create = NewZoo(name, env, values, wanted, held_out, description)
+    added = registry.save_zoo_build(
+        name,
+        [(m.ref, m.step, m.sha256) for m in pinned],
+        create=create,
+        policies=list(new_policies.rows.values()),
+    )
+    return registry.get_zoo(name), added
+
+
+class _NewPolicies:
+    """Stands in for the registry while `register_builtin` and `register_untuned` check and
+    name a policy, keeping the row they would write: `build_zoo` writes it with the zoo."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def register_policy(
+        self, *, run_id: None, role: str, env: str, kind: str, spec: dict[str, Any]
+    ) -> str:
+        ref = f"{kind}:{env}/{role}"  # as Registry.register_policy names a policy without a run
+        self.rows[ref] = {"id": ref, "role": role, "env": env, "kind": kind, "spec": spec}
+        return ref
+
+
+def _select_members(
+    registry: Registry, env: str, members: MemberQuery, new_policies: _NewPolicies
+) -> list[Pinned]:
     for fraction in members.fractions:
         if not 0 < fraction <= 1:
             raise UserError(f"checkpoint fractions must be in (0, 1], got {fraction}")
@@ -267,53 +319,65 @@ def build_zoo(
     ]
     for text in members.policies:
         ref, step = parse_pinned(text)
-        pinned.append(pin(registry, ref, env=env, step=step))
-    for name_ in members.scripted:
-        ref = name_ if name_.startswith("scripted:") else f"scripted:{name_}"
-        pinned.append(pin(registry, ref, env=env))
+        if _is_builtin(ref):
+            pinned.append(Pinned(register_builtin(new_policies, ref, env), None, None))
+        else:
+            pinned.append(pin(registry, ref, env=env, step=step))
+    for name in members.scripted:
+        ref = name if name.startswith("scripted:") else f"scripted:{name}"
+        pinned.append(Pinned(register_builtin(new_policies, ref, env), None, None))
     if members.random:
-        pinned.append(pin(registry, f"random:{env}/uniform", env=env))
+        ref = register_builtin(new_policies, f"random:{env}/uniform", env)
+        pinned.append(Pinned(ref, None, None))
     for model_dir in members.untuned:
         if env != "debate":
             raise UserError("--untuned adds a base model directory to a debate zoo only")
         from srpo_core.debate.evaluate import register_untuned
 
         # No checkpoint to pin: the hash of its files is in its spec (and the manifest).
-        pinned.append(Pinned(register_untuned(registry, model_dir), None, None))
+        pinned.append(Pinned(register_untuned(new_policies, model_dir), None, None))
     if not pinned:
         raise UserError(
             "no members selected: give --runs, --policy, --scripted, --random or --untuned"
         )
+    return pinned
 
-    existing = {z.name: z for z in registry.zoos()}.get(name)
+
+def _is_builtin(ref: str) -> bool:
+    return ":" in ref and ref.split(":", 1)[0] in BUILTIN_KINDS
+
+
+def _check_description(description: str) -> None:
+    if not description.isprintable():
+        raise UserError("a zoo description is one line of text without control characters")
+
+
+def zoo_named(registry: Registry, name: str) -> ZooInfo | None:
+    try:
+        return registry.get_zoo(name)
+    except NotFoundError:
+        return None
+
+
+def _zoo_env(
+    registry: Registry,
+    existing: ZooInfo | None,
+    env: str,
+    presets: Sequence[str],
+    sets: Sequence[str],
+    pinned: list[Pinned],
+) -> dict[str, Any]:
+    """The zoo's env config: the existing zoo's, else the presets' and sets', else the first
+    trained member's, else the env's default."""
     if existing is not None:
-        if existing.frozen:
-            raise UserError(f"zoo {name!r} is frozen; its members cannot change")
-        if existing.env != env:
-            raise UserError(f"zoo {name!r} is a {existing.env} zoo, not {env}")
-        values = existing.env_config
         if (presets or sets) and config_hash(_resolve_env(env, presets, sets)) != config_hash(
-            values
+            existing.env_config
         ):
-            raise UserError(f"zoo {name!r} already has another env configuration")
-    elif presets or sets:
-        values = _resolve_env(env, presets, sets)
-    else:
-        values = _members_env(registry, pinned) or _resolve_env(env, (), ())
-    wanted = config_hash(values)
-    for member in pinned:
-        _check_member_env(registry, member, wanted)
-    if existing is None:
-        registry.create_zoo(
-            name,
-            env=env,
-            env_config=values,
-            env_config_hash=wanted,
-            held_out=held_out,
-            description=description,
-        )
-    added = registry.add_zoo_members(name, [(m.ref, m.step, m.sha256) for m in pinned])
-    return registry.get_zoo(name), added
+            raise UserError(f"zoo {existing.name!r} already has another env configuration")
+        return existing.env_config
+    if presets or sets:
+        return _resolve_env(env, presets, sets)
+    return _members_env(registry, pinned) or _resolve_env(env, (), ())
 
 
 def _resolve_env(env: str, presets: Sequence[str], sets: Sequence[str]) -> dict[str, Any]:
@@ -323,17 +387,16 @@ def _resolve_env(env: str, presets: Sequence[str], sets: Sequence[str]) -> dict[
 
 def _members_env(registry: Registry, pinned: list[Pinned]) -> dict[str, Any] | None:
     for member in pinned:
-        info = registry.get_policy(member.ref)
-        if info.run_id is not None:
-            return registry.get_run(info.run_id).config["env"]
+        if member.step is not None:  # a trained policy, pinned to a checkpoint of its run
+            run_id = registry.get_policy(member.ref).run_id
+            return registry.get_run(run_id).config["env"]
     return None
 
 
 def _check_member_env(registry: Registry, member: Pinned, wanted: str) -> None:
-    info = registry.get_policy(member.ref)
-    if info.run_id is None:
+    if member.step is None:  # no run, so no env configuration of its own
         return
-    run = registry.get_run(info.run_id)
+    run = registry.get_run(registry.get_policy(member.ref).run_id)
     if config_hash(run.config["env"]) != wanted:
         raise UserError(
             f"policy {member.label} was trained on another env configuration than the zoo's "
@@ -347,18 +410,11 @@ def manifest(registry: Registry, zoo: ZooInfo) -> dict[str, Any]:
     members = []
     for member in zoo.members:
         info = registry.get_policy(member.policy_ref)
-        run = None
-        if info.run_id is not None:
-            run_info = dataclasses.asdict(registry.get_run(info.run_id))
-            run = {key: run_info[key] for key in RUN_FIELDS}
-            run["tags"] = list(run["tags"])
+        run = None if info.run_id is None else exported_run(registry.get_run(info.run_id))
         members.append(
             {
                 "ref": info.id,
-                "kind": info.kind,
-                "role": info.role,
-                "env": info.env,
-                "spec": info.spec,
+                **policy_claims(info),
                 "step": member.step,
                 "sha256": member.sha256,
                 "run": run,
@@ -374,207 +430,61 @@ def manifest(registry: Registry, zoo: ZooInfo) -> dict[str, Any]:
     }
 
 
+def exported_run(run: RunInfo) -> dict[str, Any]:
+    """A run's RUN_FIELDS as a manifest holds them: a password in its command is masked, so
+    no manifest, hash or archive ever carries one."""
+    values = dataclasses.asdict(run)
+    fields = {key: values[key] for key in RUN_FIELDS}
+    fields["tags"] = list(fields["tags"])
+    fields["command"] = redact(fields["command"])
+    return fields
+
+
+def policy_claims(policy: PolicyInfo) -> dict[str, Any]:
+    return {"kind": policy.kind, "role": policy.role, "env": policy.env, "spec": policy.spec}
+
+
 def manifest_sha256(content: dict[str, Any]) -> str:
     return sha256_hex(canonical_json(content).encode())
 
 
 def freeze_zoo(registry: Registry, name: str) -> ZooInfo:
-    """Fix the zoo: every member checkpoint is read (proving its bytes match its hash; an
-    untuned base model's files are hashed again), then the manifest's sha256 is recorded
-    and the zoo refuses changes from then on."""
+    """Fix the zoo: every member checkpoint is read (proving its bytes match its pinned hash)
+    and must hold the weights its policy's spec describes (an untuned base model's files are
+    hashed again), then the manifest's sha256 is recorded and the zoo refuses changes."""
     zoo = registry.get_zoo(name)
     if zoo.frozen:
         raise UserError(f"zoo {name!r} is already frozen (manifest {zoo.manifest_sha256})")
     if not zoo.members:
         raise UserError(f"zoo {name!r} has no members to freeze")
     for member in zoo.members:
-        info = registry.get_policy(member.policy_ref)
-        if info.kind == "untuned":
-            from srpo_core.debate.evaluate import verify_untuned
-
-            verify_untuned(info)
-        _member_payload(registry, member.policy_ref, member.step)
+        _verify_member(registry, member)
     registry.freeze_zoo(name, manifest_sha256(manifest(registry, zoo)))
     return registry.get_zoo(name)
 
 
-def _member_payload(registry: Registry, ref: str, step: int | None) -> bytes | None:
-    info = registry.get_policy(ref)
-    if info.run_id is None or step is None:
+def _verify_member(registry: Registry, member: ZooMemberInfo) -> None:
+    info = registry.get_policy(member.policy_ref)
+    if info.kind == "untuned":
+        from srpo_core.debate.evaluate import verify_untuned
+
+        verify_untuned(info)
+    payload = member_payload(registry, member)
+    if payload is not None:
+        label = f"checkpoint of {member.label}"
+        checkpoints.check_policy_state(payload_state(payload, label), info.spec, info.role, label)
+
+
+def payload_state(payload: bytes, label: str) -> dict[str, Any]:
+    try:
+        return checkpoints.from_bytes(payload)
+    except UserError as exc:
+        raise UserError(f"{label}: {exc}") from None
+
+
+def member_payload(registry: Registry, member: ZooMemberInfo) -> bytes | None:
+    """The bytes of the checkpoint a trained member is pinned to; None for other members."""
+    if member.step is None:
         return None
-    for checkpoint in registry.checkpoints(info.run_id):
-        if checkpoint.step == step:
-            return registry.read_checkpoint(checkpoint)
-    raise UserError(f"run {info.run_id} no longer has the checkpoint at step {step} of {ref}")
-
-
-# ---- export and import --------------------------------------------------------------------
-
-
-def export_zoo(registry: Registry, name: str, path: Path) -> str:
-    """Write a frozen zoo as a tar.gz of ``zoo.json`` (manifest + its hash) and
-    ``checkpoints/<sha256>.pt``; relative paths only, byte-identical on every export.
-    Returns the manifest hash."""
-    zoo = registry.get_zoo(name)
-    if not zoo.frozen:
-        raise UserError(f"zoo {name!r} is not frozen; freeze it first (srpo zoo freeze {name})")
-    content = manifest(registry, zoo)
-    if manifest_sha256(content) != zoo.manifest_sha256:
-        raise UserError(f"zoo {name!r} no longer matches the manifest it was frozen with")
-    files = {
-        "zoo.json": canonical_json(
-            {
-                "format": ARCHIVE_FORMAT,
-                "name": zoo.name,
-                "manifest_sha256": zoo.manifest_sha256,
-                "manifest": content,
-            }
-        ).encode()
-    }
-    for member in zoo.members:
-        payload = _member_payload(registry, member.policy_ref, member.step)
-        if payload is not None:
-            files[f"checkpoints/{member.sha256}.pt"] = payload
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for arcname in sorted(files):
-            data = files[arcname]
-            entry = tarfile.TarInfo(arcname)
-            entry.size, entry.mtime, entry.mode = len(data), 0, 0o644
-            tar.addfile(entry, io.BytesIO(data))
-    path.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
-    return str(zoo.manifest_sha256)
-
-
-@dataclass(frozen=True)
-class Archive:
-    """A zoo archive whose manifest and checkpoints have passed every hash check."""
-
-    name: str
-    manifest: dict[str, Any]
-    manifest_sha256: str
-    payloads: dict[str, bytes]
-    """sha256 -> checkpoint bytes."""
-
-
-def read_archive(path: Path, *, expect: str | None = None) -> Archive:
-    """Read and verify an exported zoo: the manifest against its recorded hash (and
-    ``expect``, a hash or prefix the user got from the zoo's authors), every checkpoint
-    against the manifest. Touches no registry."""
-    files = _archive_files(path)
-    try:
-        document = json.loads(files.pop("zoo.json"))
-        content, stated = document["manifest"], document["manifest_sha256"]
-        name, version = document["name"], document["format"]
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{path}: zoo.json is not a zoo manifest") from None
-    if version != ARCHIVE_FORMAT:
-        raise UserError(f"{path}: unsupported zoo archive format {version!r}")
-    actual = manifest_sha256(content)
-    if actual != stated:
-        raise UserError(
-            f"{path}: the manifest was modified (hashes to {actual[:12]}, archive states "
-            f"{str(stated)[:12]})"
-        )
-    if expect is not None and not stated.startswith(expect.lower()):
-        raise UserError(f"{path}: zoo manifest is {stated}, not the expected {expect}")
-    payloads: dict[str, bytes] = {}
-    for member in content["members"]:
-        sha = member["sha256"]
-        if sha is None:
-            continue
-        data = files.get(f"checkpoints/{sha}.pt")
-        if data is None:
-            raise UserError(f"{path}: checkpoint {sha[:12]} of {member['ref']} is missing")
-        if sha256_hex(data) != sha:
-            raise UserError(f"{path}: checkpoint of {member['ref']} fails its sha256 check")
-        payloads[sha] = data
-    return Archive(name, content, stated, payloads)
-
-
-def import_zoo(
-    registry: Registry, archive: Archive, *, name: str | None = None
-) -> tuple[ZooInfo, bool]:
-    """Recreate a verified zoo archive, frozen, with its runs, policies and checkpoints;
-    returns the zoo and whether it was new. Conflicts are found before anything is written."""
-    content, stated, payloads = archive.manifest, archive.manifest_sha256, archive.payloads
-    name = name or archive.name
-    existing = {z.name: z for z in registry.zoos()}.get(name)
-    if existing is not None:
-        if existing.manifest_sha256 == stated:
-            return existing, False
-        raise UserError(f"zoo {name!r} already exists in this registry with other members")
-    for member in content["members"]:
-        if member["run"] is not None:
-            _check_importable_run(registry, member["run"], member["step"], member["sha256"])
-
-    for member in content["members"]:
-        run = member["run"]
-        if run is not None:
-            registry.import_run(run)
-            registry.register_policy(
-                run_id=run["id"],
-                role=member["role"],
-                env=member["env"],
-                kind=member["kind"],
-                spec=member["spec"],
-            )
-            have = {c.step: c.sha256 for c in registry.checkpoints(run["id"])}
-            if member["step"] not in have:
-                registry.save_checkpoint(run["id"], member["step"], payloads[member["sha256"]])
-        else:
-            registry.register_policy(
-                run_id=None,
-                role=member["role"],
-                env=member["env"],
-                kind=member["kind"],
-                spec=member["spec"],
-            )
-    registry.create_zoo(
-        name,
-        env=content["env"],
-        env_config=content["env_config"],
-        env_config_hash=content["env_config_hash"],
-        held_out=content["held_out"],
-        description=content["description"],
-    )
-    registry.add_zoo_members(name, [(m["ref"], m["step"], m["sha256"]) for m in content["members"]])
-    zoo = registry.get_zoo(name)
-    if manifest_sha256(manifest(registry, zoo)) != stated:
-        raise UserError(f"zoo {name!r} was imported but does not reproduce its manifest")
-    registry.freeze_zoo(name, stated)
-    return registry.get_zoo(name), True
-
-
-def _check_importable_run(registry: Registry, run: dict[str, Any], step: int, sha: str) -> None:
-    """A run id already used here must be the same run, with the same checkpoint bytes."""
-    from srpo_core.registry import NotFoundError
-
-    try:
-        here = registry.get_run(run["id"])
-    except NotFoundError:
-        return
-    if here.config_hash != run["config_hash"]:
-        raise UserError(f"run {run['id']} already exists in this registry with another config")
-    for checkpoint in registry.checkpoints(here.id):
-        if checkpoint.step == step and checkpoint.sha256 != sha:
-            raise UserError(f"run {run['id']} already has another checkpoint at step {step}")
-
-
-def _archive_files(path: Path) -> dict[str, bytes]:
-    """The archive's regular files by relative name; anything else is refused."""
-    files: dict[str, bytes] = {}
-    try:
-        with tarfile.open(path, mode="r:*") as tar:
-            for entry in tar.getmembers():
-                name = entry.name
-                if not entry.isfile() or name.startswith("/") or ".." in Path(name).parts:
-                    raise UserError(f"{path}: unexpected archive entry {name!r}")
-                handle = tar.extractfile(entry)
-                files[name] = handle.read() if handle else b""
-    except (OSError, EOFError, tarfile.TarError, zlib_error) as exc:
-        reason = str(exc).splitlines()[0].rstrip(":") or type(exc).__name__
-        raise UserError(f"cannot read zoo archive {path}: {reason}") from None
-    if "zoo.json" not in files:
-        raise UserError(f"{path}: not a zoo archive (no zoo.json)")
-    return files
+    pinned = Pinned(member.policy_ref, member.step, member.sha256)
+    return registry.read_checkpoint(_pinned_checkpoint(registry, pinned))

@@ -18,16 +18,8 @@ from srpo_core.errors import UserError
 from srpo_core.query import parse_query, select_runs
 from srpo_core.registry import Registry
 from srpo_core.train import build_algorithm, train
-from srpo_core.zoo import (
-    MemberQuery,
-    build_zoo,
-    export_zoo,
-    freeze_zoo,
-    import_zoo,
-    manifest,
-    manifest_sha256,
-    read_archive,
-)
+from srpo_core.zoo import MemberQuery, build_zoo, freeze_zoo, manifest, manifest_sha256
+from srpo_core.zoo_archive import export_zoo, import_zoo, read_archive
 
 # 1024 one-step games per iteration: checkpoints at 1024, 2048, 3072, 4096 env steps.
 TINY = ["run.steps=4096", "run.checkpoint_every=1024", "run.eval_episodes=0", "run.log_every=4"]

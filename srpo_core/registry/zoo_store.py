@@ -16,9 +16,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import CrossplayResult, Policy, Run, Zoo, ZooMember, utcnow
+from .artifacts import ArtifactStore
+from .models import Base, Checkpoint, CrossplayResult, Policy, Run, Zoo, ZooMember, utcnow
 
 ZOO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+Member = tuple[str, int | None, str | None]
+"""A zoo member as written: (policy_ref, step, sha256)."""
+
+
+def check_zoo_name(name: str) -> None:
+    from .store import RegistryError
+
+    if not ZOO_NAME.fullmatch(name):
+        raise RegistryError(
+            f"invalid zoo name {name!r}: letters, digits, '_', '.', '-' (at most 100)"
+        )
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,33 @@ class ZooInfo:
 
 
 @dataclass(frozen=True)
+class NewZoo:
+    """The row of a zoo about to be created."""
+
+    name: str
+    env: str
+    env_config: dict[str, Any]
+    env_config_hash: str
+    held_out: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class ZooImport:
+    """Every row an import adds, each checked by `srpo_core.zoo` to be new here."""
+
+    zoo: NewZoo
+    manifest_sha256: str
+    members: Sequence[Member]
+    runs: Sequence[Mapping[str, Any]]
+    """The exported fields of each new run (`srpo_core.zoo.RUN_FIELDS`)."""
+    policies: Sequence[Mapping[str, Any]]
+    """Each new policy: id, run_id, role, env, kind, spec."""
+    checkpoints: Sequence[tuple[str, int, bytes]]
+    """Each new checkpoint: run id, step, payload."""
+
+
+@dataclass(frozen=True)
 class CrossplayRecord:
     key: str
     env: str
@@ -73,6 +113,7 @@ class ZooStore:
     """Zoo and cross-play methods of `Registry`; see there for the transaction rules."""
 
     _shown: str
+    _artifacts: ArtifactStore
 
     def _tx(self, *, write: bool) -> AbstractContextManager[Session]:  # provided by Registry
         raise NotImplementedError
@@ -97,56 +138,120 @@ class ZooStore:
         held_out: bool,
         description: str = "",
     ) -> None:
-        from .store import RegistryError
-
-        if not ZOO_NAME.fullmatch(name):
-            raise RegistryError(
-                f"invalid zoo name {name!r}: letters, digits, '_', '.', '-' (at most 100)"
-            )
+        zoo = NewZoo(name, env, env_config, env_config_hash, held_out, description)
         with self._tx(write=True) as session:
-            if session.get(Zoo, name) is not None:
-                raise RegistryError(f"zoo {name!r} already exists in {self._shown}")
-            session.add(
-                Zoo(
-                    name=name,
-                    env=env,
-                    env_config=env_config,
-                    env_config_hash=env_config_hash,
-                    held_out=held_out,
-                    description=description,
-                    created_at=utcnow(),
-                    frozen_at=None,
-                    manifest_sha256=None,
-                )
-            )
+            self._add_zoo(session, zoo)
 
-    def add_zoo_members(
-        self, name: str, members: Sequence[tuple[str, int | None, str | None]]
-    ) -> int:
+    def add_zoo_members(self, name: str, members: Sequence[Member]) -> int:
         """Append (policy_ref, step, sha256) members not already in the zoo; returns how many
         were new. A frozen zoo refuses any change."""
+        with self._tx(write=True) as session:
+            return self._add_members(session, name, members)
+
+    def save_zoo_build(
+        self,
+        name: str,
+        members: Sequence[Member],
+        *,
+        create: NewZoo | None,
+        policies: Sequence[Mapping[str, Any]],
+    ) -> int:
+        """What `srpo zoo build` writes, in one transaction: the built-in and untuned policies
+        it named (``id``, ``role``, ``env``, ``kind``, ``spec``; registered again they are
+        updated, as `Registry.register_policy` does), the zoo when ``create`` is given, and
+        its new members; returns how many members were new."""
+        with self._tx(write=True) as session:
+            for policy in policies:
+                _put_policy(session, policy)
+            if create is not None:
+                self._add_zoo(session, create)
+            return self._add_members(session, name, members)
+
+    def import_zoo_rows(self, rows: ZooImport) -> None:
+        """Write an imported zoo, frozen, with the runs, policies and checkpoints it brings,
+        in one transaction. Every row must be new (what this registry already has is never
+        changed). Checkpoint files go first, content-addressed: a rolled-back import leaves
+        at most files no row refers to, which `srpo registry check` reports as unreferenced."""
+        stored = [
+            (run_id, step, self._artifacts.put(payload), len(payload))
+            for run_id, step, payload in rows.checkpoints
+        ]
+        now = utcnow()
+        with self._tx(write=True) as session:
+            for run in rows.runs:
+                self._refuse_present(session, Run, run["id"], f"run {run['id']}")
+                session.add(_imported_run(run, now))
+            for policy in rows.policies:
+                self._refuse_present(session, Policy, policy["id"], f"policy {policy['id']}")
+                session.add(Policy(**policy, created_at=now))
+            for run_id, step, sha, size in stored:
+                session.add(
+                    Checkpoint(
+                        run_id=run_id,
+                        step=step,
+                        sha256=sha,
+                        path=ArtifactStore.relative_path(sha),
+                        size_bytes=size,
+                        created_at=now,
+                    )
+                )
+            zoo = self._add_zoo(session, rows.zoo)
+            self._add_members(session, zoo.name, rows.members)
+            zoo.frozen_at = now
+            zoo.manifest_sha256 = rows.manifest_sha256
+
+    def _add_zoo(self, session: Session, zoo: NewZoo) -> Zoo:
         from .store import RegistryError
 
-        with self._tx(write=True) as session:
-            zoo = self._zoo_row(session, name)
-            if zoo.frozen_at is not None:
-                raise RegistryError(f"zoo {name!r} is frozen; its members cannot change")
-            rows = session.scalars(select(ZooMember).where(ZooMember.zoo == name)).all()
-            have = {(r.policy_ref, r.step) for r in rows}
-            position = max((r.position for r in rows), default=-1) + 1
-            added = 0
-            for ref, step, sha in members:
-                if (ref, step) in have:
-                    continue
-                if session.get(Policy, ref) is None:
-                    raise RegistryError(f"no policy {ref!r} in {self._shown}")
-                session.add(
-                    ZooMember(zoo=name, position=position, policy_ref=ref, step=step, sha256=sha)
-                )
-                have.add((ref, step))
-                position += 1
-                added += 1
-            return added
+        check_zoo_name(zoo.name)
+        if session.get(Zoo, zoo.name) is not None:
+            raise RegistryError(f"zoo {zoo.name!r} already exists in {self._shown}")
+        row = Zoo(
+            name=zoo.name,
+            env=zoo.env,
+            env_config=zoo.env_config,
+            env_config_hash=zoo.env_config_hash,
+            held_out=zoo.held_out,
+            description=zoo.description,
+            created_at=utcnow(),
+            frozen_at=None,
+            manifest_sha256=None,
+        )
+        session.add(row)
+        return row
+
+    def _add_members(self, session: Session, name: str, members: Sequence[Member]) -> int:
+        from .store import RegistryError
+
+        session.flush()  # zoos and policies added earlier in this transaction
+        zoo = self._zoo_row(session, name)
+        if zoo.frozen_at is not None:
+            raise RegistryError(f"zoo {name!r} is frozen; its members cannot change")
+        rows = session.scalars(select(ZooMember).where(ZooMember.zoo == name)).all()
+        have = {(r.policy_ref, r.step) for r in rows}
+        position = max((r.position for r in rows), default=-1) + 1
+        added = 0
+        for ref, step, sha in members:
+            if (ref, step) in have:
+                continue
+            if session.get(Policy, ref) is None:
+                raise RegistryError(f"no policy {ref!r} in {self._shown}")
+            session.add(
+                ZooMember(zoo=name, position=position, policy_ref=ref, step=step, sha256=sha)
+            )
+            have.add((ref, step))
+            position += 1
+            added += 1
+        return added
+
+    def _refuse_present(self, session: Session, model: type[Base], key: str, what: str) -> None:
+        """An import adds rows only: one that appeared since it was checked stops it."""
+        from .store import RegistryError
+
+        if session.get(model, key) is not None:
+            raise RegistryError(
+                f"{what} appeared in {self._shown} while the zoo was imported; import it again"
+            )
 
     def freeze_zoo(self, name: str, manifest_sha256: str) -> None:
         from .store import RegistryError
@@ -201,47 +306,6 @@ class ZooStore:
             ),
         )
 
-    # ---- imported runs ----------------------------------------------------------------------
-
-    def import_run(self, info: Mapping[str, Any]) -> bool:
-        """Recreate a run exported with a zoo (status 'imported', same id and provenance);
-        returns False when it is already here. A different run under the same id is refused."""
-        from .store import RegistryError
-
-        with self._tx(write=True) as session:
-            row = session.get(Run, info["id"])
-            if row is not None:
-                if row.config_hash != info["config_hash"]:
-                    raise RegistryError(
-                        f"run {info['id']} already exists in {self._shown} with another config"
-                    )
-                return False
-            now = utcnow()
-            session.add(
-                Run(
-                    id=info["id"],
-                    env=info["env"],
-                    algo=info["algo"],
-                    tau=float(info["tau"]),
-                    eps=float(info["eps"]),
-                    seed=int(info["seed"]),
-                    config=info["config"],
-                    config_hash=info["config_hash"],
-                    package_version=info["package_version"],
-                    git_commit=info["git_commit"],
-                    status="imported",
-                    error=None,
-                    tags=list(info["tags"]),
-                    command=info["command"],
-                    created_at=now,
-                    updated_at=now,
-                    ended_at=now,
-                    env_steps=int(info["env_steps"]),
-                    hero_samples=int(info["hero_samples"]),
-                )
-            )
-            return True
-
     # ---- cross-play results -----------------------------------------------------------------
 
     def crossplay_result(self, key: str) -> CrossplayRecord | None:
@@ -289,6 +353,43 @@ class ZooStore:
         )
         with self._tx(write=False) as session:
             return [_record(row) for row in session.scalars(stmt)]
+
+
+def _put_policy(session: Session, policy: Mapping[str, Any]) -> None:
+    """Insert a policy without a run, or update the one under its id."""
+    row = session.get(Policy, policy["id"])
+    if row is None:
+        row = Policy(id=policy["id"], run_id=None, created_at=utcnow())
+        session.add(row)
+    row.role = policy["role"]
+    row.env = policy["env"]
+    row.kind = policy["kind"]
+    row.spec = policy["spec"]
+
+
+def _imported_run(info: Mapping[str, Any], now: datetime) -> Run:
+    """A run exported with a zoo, recreated with status 'imported'."""
+    return Run(
+        id=info["id"],
+        env=info["env"],
+        algo=info["algo"],
+        tau=info["tau"],
+        eps=info["eps"],
+        seed=info["seed"],
+        config=info["config"],
+        config_hash=info["config_hash"],
+        package_version=info["package_version"],
+        git_commit=info["git_commit"],
+        status="imported",
+        error=None,
+        tags=list(info["tags"]),
+        command=info["command"],
+        created_at=now,
+        updated_at=now,
+        ended_at=now,
+        env_steps=info["env_steps"],
+        hero_samples=info["hero_samples"],
+    )
 
 
 def _record(row: CrossplayResult) -> CrossplayRecord:
