@@ -49,6 +49,9 @@ ci-report: $(STAMP)
 	$(CI) report --ablation ci --out out/ci/report --episodes 50
 	$(CI) report --check out/ci/report
 
+# Registry tests run on SQLite and on PostgreSQL: each test worker starts a server of its own
+# from the PostgreSQL server programs (initdb, pg_ctl); without them those tests skip, and
+# under CI=true they fail (.ci/run installs them).
 test: $(STAMP)
 	$(BIN)/ruff check srpo_core srpo_cli tests
 	$(BIN)/python -m pytest -q -n 2

@@ -1,4 +1,5 @@
-"""`srpo registry check`: verify the whole registry (exit 1 when something is wrong)."""
+"""`srpo registry check|upgrade`: verify the whole registry (exit 1 when something is wrong);
+bring an older registry's schema to this version."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from srpo_cli.common import JsonOption, RegistryOption, console, print_json
 
-app = typer.Typer(help="Verify the registry as a whole.", no_args_is_help=True)
+app = typer.Typer(help="Verify or upgrade the registry as a whole.", no_args_is_help=True)
 
 
 @app.command("check")
@@ -47,3 +48,14 @@ def check(registry: RegistryOption = None, json_: JsonOption = False) -> None:
             console.print(f"{summary}: {len(report.findings)} problem(s)")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("upgrade")
+def upgrade(registry: RegistryOption = None) -> None:
+    """Bring an older registry's schema to this srpo's version (other commands that only
+    read refuse an older registry; those that create runs upgrade it themselves)."""
+    from srpo_core.registry import Registry
+    from srpo_core.registry.migrations import head
+
+    with Registry(registry, create=False, upgrade=True) as reg:
+        typer.echo(f"registry {reg.shown} has schema version {head()}")

@@ -46,7 +46,7 @@ def list_runs(
             fmt(r.tau),
             fmt(r.eps),
             str(r.seed),
-            text(r.status),
+            text(r.display_status),
             f"{r.env_steps:,}",
             r.created_at.strftime("%m-%d %H:%M"),
         )
@@ -77,7 +77,7 @@ def show(
         return
     console.print(
         f"[bold]run {text(info.id)}[/bold]  {text(info.env)} / {text(info.algo)}  "
-        f"status {text(info.status)}"
+        f"status {text(info.display_status)}"
     )
     for key in (
         "tau",

@@ -165,7 +165,8 @@ def resume(
     on_progress: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
     """Continue an interrupted run from its latest checkpoint (from scratch if it has none);
-    metric rows logged after that checkpoint are dropped and logged again."""
+    metric rows logged after that checkpoint are dropped and logged again. A checkpoint
+    that does not fit the run's trainer is refused (UserError) before anything is stored."""
     run = registry.get_run(run_id)
     if run.status == "finished":
         raise UserError(f"run {run.id} already finished; nothing to resume")
@@ -174,9 +175,11 @@ def resume(
     latest = registry.latest_checkpoint(run.id)
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
     if latest is not None:
+        # Checked and loaded before the run's rows change: a checkpoint that does not fit
+        # is refused with one line and leaves the run as it was.
         state = checkpoints.from_bytes(registry.read_checkpoint(latest))
-        trainable.load_state_dict(state["policies"], state["algo"])
-        counters = state["counters"]
+        label = f"checkpoint of run {run.id} at step {latest.step}"
+        counters = checkpoints.load_resume_state(trainable, state, label)
     registry.delete_metrics_after(run.id, latest.step if latest else -1)
     registry.set_status(run.id, "running")
     return _loop(run.id, config, trainable, registry, counters, on_progress)
@@ -202,7 +205,10 @@ def _loop(
     eval_return = None
     window_start, window_steps = time.perf_counter(), counters["env_steps"]
 
+    registry.acquire_lease(run_id)  # refused while another process trains this run
     last_flush = time.monotonic()
+    # Every flush renews the lease, so it happens at least once per heartbeat interval.
+    flush_every = min(FLUSH_SECONDS, registry.heartbeat_s)
 
     def flush() -> None:
         nonlocal last_flush
@@ -216,8 +222,17 @@ def _loop(
     def save() -> None:
         policies = trainable.policy_states()
         payload = checkpoints.to_bytes(policies, trainable.state_dict(), counters)
-        flush()  # metric rows first: a stored checkpoint implies its rows are stored too
-        registry.save_checkpoint(run_id, counters["env_steps"], payload)
+        # Metric rows first: a stored checkpoint implies its rows are stored too.
+        registry.retrying(flush)
+        registry.retrying(lambda: registry.save_checkpoint(run_id, counters["env_steps"], payload))
+
+    def end(status: str, error: str) -> None:
+        """Best effort: if the registry itself failed, or another process took the run over
+        (its lease check refuses), the status stays as it is."""
+        try:
+            registry.set_status(run_id, status, error=error)
+        except UserError:
+            pass
 
     try:
         while counters[budget_key] < run.steps:
@@ -256,18 +271,20 @@ def _loop(
                 save()
                 while next_checkpoint and next_checkpoint <= counters["env_steps"]:
                     next_checkpoint += run.checkpoint_every
-            elif pending and time.monotonic() - last_flush > FLUSH_SECONDS:
-                flush()  # visible progress; rows after the last checkpoint redo on resume
+            elif time.monotonic() - last_flush > flush_every:
+                # Visible progress and a heartbeat; rows after the last checkpoint redo on
+                # resume.
+                registry.retrying(flush)
+        registry.retrying(lambda: registry.set_status(run_id, "finished"))
     except KeyboardInterrupt:
-        registry.set_status(run_id, "interrupted", error="interrupted by the user or a signal")
+        end("interrupted", "interrupted by the user or a signal")
         raise
     except UserError as exc:
-        registry.set_status(run_id, "failed", error=str(exc))
+        end("failed", str(exc))
         raise
     except Exception as exc:
-        registry.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        end("failed", f"{type(exc).__name__}: {exc}")
         raise
-    registry.set_status(run_id, "finished")
     return TrainResult(
         run_id=run_id,
         status="finished",

@@ -1,5 +1,6 @@
-"""Registry tests on real SQLite files: round trips, concurrent writer processes, damaged
-checkpoint files and registries that cannot be opened."""
+"""Registry tests on real SQLite files and real PostgreSQL databases (`db_url`, see
+conftest.py): round trips, concurrent writer processes, damaged checkpoint files and
+registries that cannot be opened."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from srpo_core.errors import UserError
 from srpo_core.registry import (
@@ -21,6 +23,7 @@ from srpo_core.registry import (
     RegistryError,
     resolve_registry_url,
 )
+from tests.conftest import PostgresServer
 
 RUN = {"env": "matrix", "algo": "srpo", "tau": 0.5, "eps": 0.1, "seed": 3}
 
@@ -54,8 +57,8 @@ def test_default_registry_lives_in_the_current_directory(
     assert (tmp_path / "srpo.db").is_file()
 
 
-def test_round_trip(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'reg.db'}"
+def test_round_trip(tmp_path: Path, db_url: str) -> None:
+    url = db_url
     with Registry(url) as reg:
         run_id = _new_run(reg, tags=["sweep", "a"], command="srpo train matrix")
         assert len(run_id) == 12 and int(run_id, 16) >= 0
@@ -136,8 +139,8 @@ def test_round_trip(tmp_path: Path) -> None:
         assert reg.get_run(run_id).ended_at is None
 
 
-def test_identical_checkpoints_are_stored_once(tmp_path: Path) -> None:
-    with Registry(str(tmp_path / "reg.db")) as reg:
+def test_identical_checkpoints_are_stored_once(db_url: str) -> None:
+    with Registry(db_url) as reg:
         a, b = _new_run(reg), _new_run(reg)
         info_a = reg.save_checkpoint(a, 10, b"same bytes")
         info_b = reg.save_checkpoint(b, 20, b"same bytes")
@@ -146,15 +149,17 @@ def test_identical_checkpoints_are_stored_once(tmp_path: Path) -> None:
         assert reg.read_checkpoint(info_b) == b"same bytes"
 
 
-def test_lookup_errors(tmp_path: Path) -> None:
-    db = tmp_path / "reg.db"
-    with Registry(str(db)) as reg:
+def test_lookup_errors(db_url: str) -> None:
+    with Registry(db_url) as reg:
         first, second = _new_run(reg), _new_run(reg)
-    # Give both runs the same 4-character prefix, straight in the database file.
-    with sqlite3.connect(db) as con:
-        con.execute("UPDATE runs SET id = 'abcd00000001' WHERE id = ?", (first,))
-        con.execute("UPDATE runs SET id = 'abcd00000002' WHERE id = ?", (second,))
-    with Registry(str(db)) as reg:
+    # Give both runs the same 4-character prefix, straight in the database.
+    engine = create_engine(db_url)
+    with engine.begin() as con:
+        update = text("UPDATE runs SET id = :new WHERE id = :old")
+        con.execute(update, {"new": "abcd00000001", "old": first})
+        con.execute(update, {"new": "abcd00000002", "old": second})
+    engine.dispose()
+    with Registry(db_url) as reg:
         with pytest.raises(RegistryError, match="matches 2 runs"):
             reg.get_run("abcd")
         assert reg.get_run("abcd00000002").id == "abcd00000002"
@@ -169,13 +174,18 @@ def test_lookup_errors(tmp_path: Path) -> None:
             reg.log_metrics("000000000000", [(1, {"x": 1.0})])
         with pytest.raises(RegistryError, match="unknown run status"):
             reg.list_runs(status="done")
+        with pytest.raises(RegistryError, match="a limit of -1 runs makes no sense"):
+            reg.list_runs(limit=-1)
+        with pytest.raises(RegistryError, match="seed 9223372036854775808 does not fit"):
+            _new_run(reg, seed=2**63)
+        assert reg.get_run(_new_run(reg, seed=2**63 - 1)).seed == 2**63 - 1  # 64 bits anywhere
         with pytest.raises(ValueError):
             reg.set_status("abcd00000001", "done")
     assert issubclass(NotFoundError, UserError)
 
 
-def test_damaged_checkpoint_files_are_refused(tmp_path: Path) -> None:
-    with Registry(str(tmp_path / "reg.db")) as reg:
+def test_damaged_checkpoint_files_are_refused(db_url: str) -> None:
+    with Registry(db_url) as reg:
         run_id = _new_run(reg)
         info = reg.save_checkpoint(run_id, 5, b"original weights")
         file = reg.artifact_dir / info.path
@@ -192,6 +202,13 @@ def test_damaged_checkpoint_files_are_refused(tmp_path: Path) -> None:
         with pytest.raises(MissingArtifactError, match="is missing"):
             reg.read_checkpoint(info)
 
+        file.mkdir()  # a directory where the file was: one line, for reads and writes
+        with pytest.raises(RegistryError, match=f"cannot be read from {file}: Is a directory"):
+            reg.read_checkpoint(info)
+        with pytest.raises(RegistryError, match="cannot store a checkpoint of run"):
+            reg.save_checkpoint(run_id, 5, b"original weights")
+        assert reg.checkpoints(run_id)[0].sha256 == info.sha256
+
 
 def test_create_false_never_creates_a_registry(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="no registry at"):
@@ -202,6 +219,18 @@ def test_create_false_never_creates_a_registry(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="not an srpo registry"):
         Registry(str(tmp_path / "foreign.db"), create=False)
     assert _listing(tmp_path) == {"foreign.db"}
+    assert (tmp_path / "foreign.db").read_bytes() == b""
+
+
+def test_create_false_never_creates_a_postgres_schema(postgres: PostgresServer) -> None:
+    url = postgres.create_database()
+    with pytest.raises(RegistryError, match="is not an srpo registry .it has no tables."):
+        Registry(url, create=False)
+    engine = create_engine(url)
+    with engine.connect() as con:
+        tables = text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        assert con.execute(tables).scalar() == 0
+    engine.dispose()
 
 
 @pytest.mark.parametrize(
@@ -211,6 +240,10 @@ def test_create_false_never_creates_a_registry(tmp_path: Path) -> None:
         ("{tmp}/no-such-dir/reg.db", "does not exist"),
         ("{tmp}/notes.txt", "cannot open registry"),
         ("{tmp}", "is a directory"),
+        ("sqlite://", "is an in-memory SQLite database, lost when the command exits"),
+        ("sqlite:///:memory:", "is an in-memory SQLite database"),
+        ("sqlite:///file:reg?mode=memory&uri=true", "is an in-memory SQLite database"),
+        ("postgresql://u:s3cret@[::1", r"invalid registry URL postgresql://u:\*\*\*@"),
     ],
 )
 def test_unusable_registry_urls(tmp_path: Path, target: str, message: str) -> None:
@@ -218,12 +251,12 @@ def test_unusable_registry_urls(tmp_path: Path, target: str, message: str) -> No
     before = _listing(tmp_path)
     with pytest.raises(RegistryError, match=message) as caught:
         Registry(target.format(tmp=tmp_path))
-    assert "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value) and "s3cret" not in str(caught.value)
     assert _listing(tmp_path) == before
     assert (tmp_path / "notes.txt").read_text().startswith("these are not")
 
 
-def test_sqlite_connections_use_wal(tmp_path: Path) -> None:
+def test_sqlite_registry_files_use_wal(tmp_path: Path) -> None:
     db = tmp_path / "reg.db"
     with Registry(str(db)) as reg:
         _new_run(reg)
@@ -261,8 +294,11 @@ print(run_id)
 """
 
 
-def test_concurrent_writer_processes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_concurrent_writer_processes(tmp_path: Path, db_url: str) -> None:
+    """Four processes open a fresh registry (an empty file or database) at the same moment:
+    one creates the schema, the others wait for it (finding: on PostgreSQL, concurrent
+    CREATE TABLE failed with a duplicate key in pg_type)."""
+    url = db_url
     writers = 4
     procs = [
         subprocess.Popen(

@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,19 @@ def test_a_checkpoint_that_does_not_fit_its_policy_is_found(cli, trained, regist
     found = _findings(cli)
     assert [(f["kind"], f["subject"]) for f in found] == [("structure", f"{run_id}@2049")]
     assert name in found[0]["detail"] and "agent0" in found[0]["detail"]
+
+
+def test_a_running_run_without_a_live_trainer_is_found(cli, trained, registry_url) -> None:
+    # A run created by a process that is gone, as a trainer killed with SIGKILL leaves it.
+    create = (
+        "import sys; from srpo_core.registry import Registry; "
+        "print(Registry(sys.argv[1]).create_run("
+        "env='matrix', algo='ippo', tau=0, eps=0, seed=1, config={}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", create, registry_url], capture_output=True, text=True, check=True
+    )
+    orphan = proc.stdout.strip()
+    found = _findings(cli)
+    assert [(f["kind"], f["subject"]) for f in found] == [("expired-lease", orphan)]
+    assert f"srpo train --resume {orphan}" in found[0]["detail"]

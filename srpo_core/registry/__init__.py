@@ -1,5 +1,5 @@
 """Experiment registry: runs, metrics, checkpoints, policies, zoos and cross-play results in
-SQL, checkpoint files by hash."""
+SQL (a versioned schema, see `migrations`), checkpoint files by hash."""
 
 from srpo_core.errors import UserError
 
@@ -8,11 +8,13 @@ from .store import (
     RUN_STATUSES,
     CheckpointInfo,
     CorruptArtifactError,
+    LeaseLostError,
     MissingArtifactError,
     NotFoundError,
     PolicyInfo,
     Registry,
     RegistryError,
+    RegistryUnavailableError,
     RunInfo,
     resolve_registry_url,
 )
@@ -24,11 +26,13 @@ __all__ = [
     "CheckpointInfo",
     "CorruptArtifactError",
     "CrossplayRecord",
+    "LeaseLostError",
     "MissingArtifactError",
     "NotFoundError",
     "PolicyInfo",
     "Registry",
     "RegistryError",
+    "RegistryUnavailableError",
     "RunInfo",
     "UserError",
     "ZooInfo",

@@ -1,6 +1,9 @@
 """SQLAlchemy ORM schema of the registry: runs, metrics (long format), checkpoints, policies,
 partner zoos and cached cross-play results.
 
+This is the schema at the head revision of `migrations/`; a change here needs a new
+revision there (tests/test_registry_trust.py checks that the two agree).
+
 Only `store.py` touches these classes; callers get frozen dataclasses instead, so no session
 ever leaks out of the registry.
 """
@@ -84,7 +87,8 @@ class Run(Base):
     algo: Mapped[str] = mapped_column(String(100))
     tau: Mapped[float] = mapped_column(Float)
     eps: Mapped[float] = mapped_column(Float)
-    seed: Mapped[int] = mapped_column(Integer)
+    # 64 bits everywhere: SQLite's INTEGER already is, so its files keep that type.
+    seed: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     config: Mapped[dict[str, Any]] = mapped_column(JSONText)
     config_hash: Mapped[str] = mapped_column(String(64), index=True)
     package_version: Mapped[str] = mapped_column(String(100))
@@ -98,6 +102,12 @@ class Run(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     env_steps: Mapped[int] = mapped_column(BigInteger)
     hero_samples: Mapped[int] = mapped_column(BigInteger)
+    # The lease of the process training the run (see Registry.acquire_lease): who holds it,
+    # the token only that process knows, and when it last showed it was alive.
+    lease_host: Mapped[str | None] = mapped_column(String(255))
+    lease_pid: Mapped[int | None] = mapped_column(Integer)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Metric(Base):

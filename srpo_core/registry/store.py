@@ -1,36 +1,64 @@
 """The experiment registry: runs, metrics, checkpoints and policies in one SQL database.
 
 SQLite by default (a `srpo.db` file beside a `srpo-artifacts/` folder, like MLflow's mlflow.db),
-any SQLAlchemy URL otherwise. Several training processes write to one SQLite file at once, so
-every connection runs in WAL mode and every write transaction takes the write lock up front.
+any SQLAlchemy URL otherwise (PostgreSQL: postgresql+psycopg://). Several training processes
+write to one SQLite file at once, so a registry file runs in WAL mode and every write
+transaction takes the write lock up front.
+
+The schema is versioned (see `migrations`); opening a registry checks the version, and only
+an opening that may write creates or upgrades it. A database srpo did not make is refused
+and left as it is. A run being trained carries a lease (see `Registry.acquire_lease`), so a
+second process cannot train it at the same time and a dead trainer is recognised.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import itertools
+import logging
 import math
 import os
 import re
+import socket
+import sqlite3
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, inspect, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session
 
 from srpo_core.errors import UserError
+from srpo_core.redact import redact
 
+from . import migrations
 from .artifacts import ArtifactStore, sha256_hex
-from .models import Base, Checkpoint, Metric, Policy, Run, canonical_json, utcnow
+from .models import Checkpoint, Metric, Policy, Run, canonical_json, utcnow
 from .zoo_store import ZooStore
 
 if TYPE_CHECKING:
@@ -45,6 +73,17 @@ _HEX = re.compile(r"[0-9a-f]+")
 # Execution option marking a transaction that only reads: on SQLite it starts with a plain
 # (deferred) BEGIN, which in WAL mode never waits for writers.
 _READ_ONLY = "srpo_read_only"
+# pg_advisory_xact_lock key ("SRPO") serialising schema checks, creation and upgrades.
+_SCHEMA_LOCK = 0x5352504F
+_SEED_RANGE = range(-(2**63), 2**63)
+T = TypeVar("T")
+
+# The driver and the pool log what they shrug off, or what reaches the caller as an exception
+# anyway (psycopg: "error ignored terminating <Pipeline>" when the server went away). With
+# logging unconfigured Python would print that beside the command's one error line; an
+# application that configures logging still gets it.
+for _logger in ("psycopg", "sqlalchemy.pool"):
+    logging.getLogger(_logger).addHandler(logging.NullHandler())
 
 
 class RegistryError(UserError):
@@ -61,6 +100,14 @@ class CorruptArtifactError(RegistryError):
 
 class MissingArtifactError(RegistryError):
     """A file the registry points to is gone from the artifact folder."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The database could not be reached or stayed locked: worth trying again later."""
+
+
+class LeaseLostError(RegistryError):
+    """Another process took over the run this handle was training (its lease expired)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +131,16 @@ class RunInfo:
     ended_at: datetime | None
     env_steps: int
     hero_samples: int
+    lease_host: str | None = None
+    lease_pid: int | None = None
+    heartbeat_at: datetime | None = None
+    """When the training process last renewed its lease."""
+    lease_expired: bool = False
+    """Status 'running' but no heartbeat within the lease TTL: its trainer is gone."""
+
+    @property
+    def display_status(self) -> str:
+        return "running (lease expired)" if self.lease_expired else self.status
 
 
 @dataclass(frozen=True)
@@ -123,23 +180,37 @@ class Registry(ZooStore):
     """Handle on one registry database and its artifact folder.
 
     Every method is one short transaction and returns frozen dataclasses, so callers never hold
-    a session or a lock. Open one Registry per process.
+    a session or a lock. Open one Registry per process. A database error inside a method
+    becomes a one-line `RegistryError` (`RegistryUnavailableError` when the database is
+    unreachable or locked, which `retrying` tries again).
+
+    Timing comes from the environment, in seconds: $SRPO_DB_TIMEOUT_S (default 30) how long a
+    SQLite writer waits for the lock or a PostgreSQL connection attempt lasts;
+    $SRPO_DB_RETRY_S (60) how long `retrying` keeps trying; $SRPO_LEASE_TTL_S (120) how long
+    a run's lease lasts without a heartbeat (a trainer renews it every quarter of that).
     """
 
-    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+    def __init__(
+        self, url: str | None = None, *, create: bool = True, upgrade: bool | None = None
+    ) -> None:
         """Open the registry at `url` (see `resolve_registry_url`).
 
-        With `create=False` (read-only commands) a missing SQLite file is an error rather than
-        a new empty registry.
+        `create=False` (commands that use an existing registry) refuses a missing SQLite
+        file or an empty database instead of making a new registry. `upgrade` (default:
+        `create`) migrates an older schema to this version; without it an older registry is
+        refused and the database is left exactly as it is, journal mode included.
         """
         self.url = resolve_registry_url(url)
-        try:
-            parsed = make_url(self.url)
-        except ArgumentError as exc:
-            raise RegistryError(f"invalid registry URL {self.url!r}: {_one_line(exc)}") from None
-        # Shown in messages: the URL as typed, unless it holds a password.
-        self._shown = self.url if parsed.password is None else parsed.render_as_string()
-        db_file = _sqlite_file(parsed)
+        self._shown = redact(self.url)
+        self.db_timeout_s = _seconds("SRPO_DB_TIMEOUT_S", 30.0)
+        self.retry_s = _seconds("SRPO_DB_RETRY_S", 60.0)
+        self.lease_ttl_s = _seconds("SRPO_LEASE_TTL_S", 120.0)
+        self.heartbeat_s = self.lease_ttl_s / 4
+        self._lease_token = uuid.uuid4().hex
+        self._held: set[str] = set()
+        """Runs this handle holds the lease of: its writes to them renew and check it."""
+        parsed = _parse_url(self.url, self._shown)
+        db_file = _sqlite_file(parsed, self._shown)
         if db_file is None:
             self.artifact_dir = Path(os.environ.get("SRPO_ARTIFACTS") or "srpo-artifacts")
         else:
@@ -147,31 +218,81 @@ class Registry(ZooStore):
             self.artifact_dir = db_file.parent / "srpo-artifacts"
         self.artifact_dir = self.artifact_dir.expanduser().resolve()
         self._artifacts = ArtifactStore(self.artifact_dir)
-        self._engine = _open_engine(parsed, self._shown)
+        self._engine = _open_engine(parsed, self._shown, self.db_timeout_s)
         try:
-            self._prepare_schema(create=create)
+            self._prepare_schema(create=create, upgrade=create if upgrade is None else upgrade)
         except BaseException:
             self._engine.dispose()
             raise
 
-    def _prepare_schema(self, *, create: bool) -> None:
+    @property
+    def shown(self) -> str:
+        """The URL as messages show it: its password masked."""
+        return self._shown
+
+    def _prepare_schema(self, *, create: bool, upgrade: bool) -> None:
+        """Check the schema version; create or upgrade it where allowed, under a lock.
+
+        The check and any change are one transaction that holds the schema lock: on SQLite
+        BEGIN IMMEDIATE's write lock, on PostgreSQL an advisory lock (DDL there does not wait
+        for concurrent DDL, so two processes creating tables at once would collide).
+        """
+        writing = create or upgrade
+        dialect = self._engine.dialect.name
         try:
-            if create:
-                # engine.begin() takes the write lock first (see _configure_sqlite), so
-                # processes opening a fresh file together create the tables one after another.
-                Base.metadata.create_all(self._engine)
-                return
             with self._engine.connect() as conn:
-                conn.execution_options(**{_READ_ONLY: True})
-                tables = set(inspect(conn).get_table_names())
-            if Run.__tablename__ not in tables:
-                raise RegistryError(f"{self._shown} is not an srpo registry (it has no runs table)")
-            if not tables.issuperset(Base.metadata.tables):
-                # A registry from an older version: add the tables it lacks (zoos, results).
-                Base.metadata.create_all(self._engine)
-        except DBAPIError as exc:
-            reason = _one_line(exc.orig)
-            raise RegistryError(f"cannot open registry {self._shown}: {reason}") from None
+                conn.execution_options(**{_READ_ONLY: not writing})
+                with conn.begin():
+                    if writing and dialect == "postgresql":
+                        conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+                    self._check_schema(conn, create=create, upgrade=upgrade)
+            if writing and dialect == "sqlite":
+                _use_wal(self._engine)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise RegistryError(f"cannot open registry {self._shown}: {_reason(exc)}") from None
+
+    def _check_schema(self, conn: Connection, *, create: bool, upgrade: bool) -> None:
+        tables = set(inspect(conn).get_table_names())
+        revision = self._schema_revision(conn, tables)
+        head = migrations.head()
+        if revision == head:
+            return
+        if not tables and not create:
+            raise RegistryError(f"{self._shown} is not an srpo registry (it has no tables)")
+        if tables and not upgrade:
+            version = f"schema version {revision}" if revision else "an unversioned schema"
+            raise RegistryError(
+                f"registry {self._shown} has {version}, older than this srpo's ({head}), and "
+                "this command does not change it: upgrade it with `srpo registry upgrade` "
+                "or any command that creates runs"
+            )
+        migrations.upgrade(conn)
+
+    def _schema_revision(self, conn: Connection, tables: set[str]) -> str | None:
+        """The recorded schema revision; None for an empty database or a registry from
+        before versioning. Refuses a database that is not an srpo registry or is newer."""
+        if migrations.VERSION_TABLE in tables:
+            revisions = migrations.stamped(conn)
+            if Run.__tablename__ not in tables or len(revisions) != 1:
+                raise self._foreign(tables)
+            revision = revisions[0]
+            if not migrations.is_known(revision):
+                raise RegistryError(
+                    f"registry {self._shown} has schema version {revision}, newer than this "
+                    f"srpo supports ({migrations.head()}): upgrade srpo"
+                )
+            return revision
+        if tables and not migrations.is_unversioned_registry(conn, tables):
+            raise self._foreign(tables)
+        return None
+
+    def _foreign(self, tables: set[str]) -> RegistryError:
+        names = sorted(tables)
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return RegistryError(
+            f"{self._shown} is not an srpo registry (it has other tables: {listed}); "
+            "srpo leaves it as it is"
+        )
 
     def close(self) -> None:
         self._engine.dispose()
@@ -190,14 +311,87 @@ class Registry(ZooStore):
     @contextmanager
     def _tx(self, *, write: bool) -> Iterator[Session]:
         """One transaction, committed on success and rolled back on error."""
-        with Session(self._engine, expire_on_commit=False) as session, session.begin():
-            session.connection(execution_options={_READ_ONLY: not write})
-            yield session
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                session.connection(execution_options={_READ_ONLY: not write})
+                yield session
+        except (SQLAlchemyError, OverflowError) as exc:
+            raise _db_error(self._shown, exc) from None
 
-    def _run_row(self, session: Session, run_id: str) -> Run:
-        row = session.get(Run, run_id)
+    def retrying(self, action: Callable[[], T]) -> T:
+        """`action()`, tried again with backoff while the registry is unreachable or locked,
+        for up to `retry_s` seconds; then its last RegistryUnavailableError."""
+        deadline = time.monotonic() + self.retry_s
+        delay = 0.25
+        while True:
+            try:
+                return action()
+            except RegistryUnavailableError as exc:
+                wait = min(delay, deadline - time.monotonic())
+                if wait <= 0:
+                    raise RegistryUnavailableError(
+                        f"{exc} (gave up after {self.retry_s:g} s of retries)"
+                    ) from None
+                time.sleep(wait)
+                delay = min(2 * delay, 5.0)
+
+    def _run_row(self, session: Session, run_id: str, *, lock: bool = False) -> Run:
+        row = session.get(Run, run_id, with_for_update=lock)
         if row is None:
             raise NotFoundError(f"no run {run_id!r} in {self._shown}")
+        return row
+
+    def _run_info(self, row: Run) -> RunInfo:
+        return _run_info(row, lease_expired=row.status == "running" and not self._live(row))
+
+    # ---- leases -----------------------------------------------------------------------------
+
+    def acquire_lease(self, run_id: str) -> None:
+        """Make this handle the trainer of `run_id`, in one compare-and-set transaction.
+
+        Refused while another process holds a live lease on it (status 'running' and a
+        heartbeat within the lease TTL). From then on every write of this handle to the run
+        renews the lease, and fails with LeaseLostError if another process took it over.
+        """
+        with self._tx(write=True) as session:
+            self._claim(self._run_row(session, run_id, lock=True))
+        self._held.add(run_id)
+
+    def _claim(self, row: Run) -> None:
+        if row.lease_token != self._lease_token and self._live(row):
+            assert row.heartbeat_at is not None
+            age = (utcnow() - row.heartbeat_at).total_seconds()
+            raise RegistryError(
+                f"run {row.id} is still training (pid {row.lease_pid} on host "
+                f"{row.lease_host}, heartbeat {age:.0f}s ago); stop that process, or resume "
+                f"once its lease expires ({self.lease_ttl_s:g}s without a heartbeat)"
+            )
+        row.lease_host = socket.gethostname()
+        row.lease_pid = os.getpid()
+        row.lease_token = self._lease_token
+        row.heartbeat_at = utcnow()
+
+    def _live(self, row: Run) -> bool:
+        """Whether a process is training the run: status 'running', a heartbeat within the
+        lease TTL, and, when that process ran on this host, the process still there (so a
+        run whose trainer was killed resumes at once)."""
+        if row.status != "running" or row.lease_token is None or row.heartbeat_at is None:
+            return False
+        if row.lease_host == socket.gethostname() and not _pid_alive(row.lease_pid):
+            return False
+        return (utcnow() - row.heartbeat_at).total_seconds() < self.lease_ttl_s
+
+    def _held_run(self, session: Session, run_id: str) -> Run:
+        """The run's row for a write; if this handle holds its lease, checked and renewed."""
+        row = self._run_row(session, run_id, lock=True)
+        if run_id in self._held:
+            if row.lease_token != self._lease_token:
+                raise LeaseLostError(
+                    f"run {run_id} was taken over by pid {row.lease_pid} on host "
+                    f"{row.lease_host}: this process sent no heartbeat for over "
+                    f"{self.lease_ttl_s:g}s, so its lease expired; it stops training the run"
+                )
+            row.heartbeat_at = utcnow()
         return row
 
     # ---- runs -------------------------------------------------------------------------------
@@ -214,7 +408,13 @@ class Registry(ZooStore):
         tags: Sequence[str] = (),
         command: str = "",
     ) -> str:
-        """Record a new 'running' run with what is needed to reproduce it; returns its id."""
+        """Record a new 'running' run with what is needed to reproduce it; returns its id.
+
+        This handle holds the new run's lease (see `acquire_lease`)."""
+        if int(seed) not in _SEED_RANGE:
+            raise RegistryError(
+                f"seed {seed} does not fit the registry: seeds are 64-bit signed integers"
+            )
         now = utcnow()
         run = Run(
             id=uuid.uuid4().hex[:12],
@@ -229,34 +429,40 @@ class Registry(ZooStore):
             git_commit=_git_commit(),
             status="running",
             error=None,
-            tags=list(tags),
-            command=command,
+            tags=[redact(tag) for tag in tags],
+            command=redact(command),
             created_at=now,
             updated_at=now,
             ended_at=None,
             env_steps=0,
             hero_samples=0,
         )
+        self._claim(run)
         with self._tx(write=True) as session:
             session.add(run)
+        self._held.add(run.id)
         return run.id
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
-        """Move a run to `status`; ending statuses stamp ended_at, 'running' (resume) clears it."""
+        """Move a run to `status`; ending statuses stamp ended_at (and end this handle's
+        lease), 'running' (resume) clears it."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
         now = utcnow()
         with self._tx(write=True) as session:
-            run = self._run_row(session, run_id)
+            run = self._held_run(session, run_id)
             run.status = status
-            run.error = error
+            run.error = None if error is None else redact(error)
             run.updated_at = now
             run.ended_at = now if status in _ENDED_STATUSES else None
+        if status in _ENDED_STATUSES:
+            self._held.discard(run_id)
 
     def update_progress(self, run_id: str, *, env_steps: int, hero_samples: int) -> None:
-        """Store the progress counters shown by `runs list` while a run trains."""
+        """Store the progress counters shown by `runs list` while a run trains (and renew
+        the lease: a trainer calls this at least every `heartbeat_s`)."""
         with self._tx(write=True) as session:
-            run = self._run_row(session, run_id)
+            run = self._held_run(session, run_id)
             run.env_steps = int(env_steps)
             run.hero_samples = int(hero_samples)
             run.updated_at = utcnow()
@@ -278,7 +484,7 @@ class Registry(ZooStore):
                 short = len(key) < _MIN_PREFIX
                 hint = f" (give at least {_MIN_PREFIX} characters)" if short else ""
                 raise NotFoundError(f"no run {run_id_or_prefix!r} in {self._shown}{hint}")
-            return _run_info(row)
+            return self._run_info(row)
 
     def list_runs(
         self,
@@ -292,6 +498,8 @@ class Registry(ZooStore):
         """Runs newest first, keeping those that match every filter given (all of `tags`)."""
         if status is not None and status not in RUN_STATUSES:
             raise RegistryError(f"unknown run status {status!r}; one of {', '.join(RUN_STATUSES)}")
+        if limit is not None and limit < 0:
+            raise RegistryError(f"a limit of {limit} runs makes no sense; give 0 or more")
         stmt = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
         if env is not None:
             stmt = stmt.where(Run.env == env)
@@ -304,7 +512,7 @@ class Registry(ZooStore):
             stmt = stmt.limit(limit)
         with self._tx(write=False) as session:
             # Tags are a JSON list, matched here so the query stays portable across databases.
-            infos = (_run_info(r) for r in session.scalars(stmt) if wanted.issubset(r.tags))
+            infos = (self._run_info(r) for r in session.scalars(stmt) if wanted.issubset(r.tags))
             return list(itertools.islice(infos, limit))
 
     # ---- metrics ----------------------------------------------------------------------------
@@ -319,17 +527,21 @@ class Registry(ZooStore):
         if not values:
             return
         with self._tx(write=True) as session:
-            self._run_row(session, run_id)
+            self._held_run(session, run_id)
             session.execute(insert(Metric), values)
 
     def delete_metrics_after(self, run_id: str, step: int) -> int:
-        """Drop rows logged after `step`, so a resumed run does not log those steps twice."""
+        """Drop rows logged after `step`, so a resumed run does not log those steps twice.
+
+        Takes the run's lease in the same transaction (see `acquire_lease`): the rows of a
+        run another process is training are never dropped."""
         with self._tx(write=True) as session:
-            self._run_row(session, run_id)
+            self._claim(self._run_row(session, run_id, lock=True))
             result = session.execute(
                 delete(Metric).where(Metric.run_id == run_id, Metric.step > step)
             )
-            return int(result.rowcount)
+        self._held.add(run_id)
+        return int(result.rowcount)
 
     def metrics(self, run_id: str, keys: Sequence[str] | None = None) -> pd.DataFrame:
         """Long-format metrics (columns step, key, value) sorted by key then step."""
@@ -368,9 +580,14 @@ class Registry(ZooStore):
         """Store checkpoint bytes for `step` (replacing an earlier one for the same step)."""
         # The file is written before the row, outside the transaction: no row ever points to
         # a missing file, and the write lock is not held during disk I/O.
-        sha = self._artifacts.put(payload)
+        try:
+            sha = self._artifacts.put(payload)
+        except OSError as exc:
+            raise RegistryError(
+                f"cannot store a checkpoint of run {run_id} in {self.artifact_dir}: {exc}"
+            ) from None
         with self._tx(write=True) as session:
-            self._run_row(session, run_id)
+            self._held_run(session, run_id)
             row = session.scalar(
                 select(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.step == step)
             )
@@ -412,6 +629,8 @@ class Registry(ZooStore):
             payload = self._artifacts.read(info.path)
         except FileNotFoundError:
             raise MissingArtifactError(f"{label} is missing: no file {file}") from None
+        except OSError as exc:
+            raise RegistryError(f"{label} cannot be read from {file}: {exc.strerror}") from None
         actual = sha256_hex(payload)
         if actual != info.sha256:
             raise CorruptArtifactError(
@@ -483,7 +702,7 @@ class Registry(ZooStore):
 # ---- helpers --------------------------------------------------------------------------------
 
 
-def _run_info(row: Run) -> RunInfo:
+def _run_info(row: Run, *, lease_expired: bool) -> RunInfo:
     return RunInfo(
         id=row.id,
         env=row.env,
@@ -504,6 +723,10 @@ def _run_info(row: Run) -> RunInfo:
         ended_at=row.ended_at,
         env_steps=row.env_steps,
         hero_samples=row.hero_samples,
+        lease_host=row.lease_host,
+        lease_pid=row.lease_pid,
+        heartbeat_at=row.heartbeat_at,
+        lease_expired=lease_expired,
     )
 
 
@@ -541,10 +764,61 @@ def _one_line(error: object) -> str:
     return " ".join(str(error).split())
 
 
-def _sqlite_file(url: URL) -> Path | None:
-    """The database file of a SQLite URL; None for in-memory SQLite and other databases."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+def _reason(exc: BaseException) -> str:
+    """What the driver said, on one line with passwords masked (not SQLAlchemy's SQL dump)."""
+    return redact(_one_line(getattr(exc, "orig", None) or exc))
+
+
+def _db_error(shown: str, exc: BaseException) -> RegistryError:
+    lost = isinstance(exc, OperationalError | InterfaceError) or getattr(
+        exc, "connection_invalidated", False
+    )
+    kind = RegistryUnavailableError if lost else RegistryError
+    return kind(f"registry {shown}: {_reason(exc)}")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists on this host (a reused id counts as alive)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def _seconds(name: str, default: float) -> float:
+    """A positive duration from the environment variable `name`."""
+    text = os.environ.get(name) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise RegistryError(f"{name} must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def _parse_url(url: str, shown: str) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise RegistryError(f"invalid registry URL {shown}: {redact(_one_line(exc))}") from None
+
+
+def _sqlite_file(url: URL, shown: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases. In-memory SQLite is
+    refused: everything written there would be gone when the command exits."""
+    if url.get_backend_name() != "sqlite":
         return None
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        raise RegistryError(
+            f"registry {shown} is an in-memory SQLite database, lost when the command "
+            "exits: give a file path"
+        )
     return Path(url.database).expanduser()
 
 
@@ -561,14 +835,16 @@ def _check_sqlite_file(db_file: Path, *, create: bool) -> None:
             )
 
 
-def _open_engine(url: URL, shown: str) -> Engine:
+def _open_engine(url: URL, shown: str, timeout_s: float) -> Engine:
+    sqlite = url.get_backend_name() == "sqlite"
+    connect_args = {} if sqlite else {"connect_timeout": max(1, round(timeout_s))}
     try:
-        engine = create_engine(url, pool_pre_ping=url.get_backend_name() != "sqlite")
-    except (ArgumentError, ImportError) as exc:
-        raise RegistryError(f"cannot open registry {shown}: {_one_line(exc)}") from None
+        engine = create_engine(url, pool_pre_ping=not sqlite, connect_args=connect_args)
+    except (ArgumentError, ImportError, TypeError) as exc:
+        raise RegistryError(f"cannot open registry {shown}: {_reason(exc)}") from None
     _refuse_forked_connections(engine)
-    if url.get_backend_name() == "sqlite":
-        _configure_sqlite(engine)
+    if sqlite:
+        _configure_sqlite(engine, timeout_s)
     return engine
 
 
@@ -587,15 +863,16 @@ def _refuse_forked_connections(engine: Engine) -> None:
             raise DisconnectionError("connection was opened by another process")
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL and BEGIN IMMEDIATE, so concurrent writer processes wait instead of failing.
+def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
+    """BEGIN IMMEDIATE, so concurrent writer processes wait instead of failing.
 
     pysqlite starts transactions lazily (BEGIN DEFERRED before the first write), so two
     processes can both hold a read lock and then both ask to write; SQLite then fails one of
     them at once with SQLITE_BUSY, without waiting for busy_timeout. Following SQLAlchemy's
     documented recipe, pysqlite's own BEGIN is disabled and the "begin" event emits BEGIN
     IMMEDIATE, which takes the write lock first and so waits its turn. Read-only
-    transactions keep a deferred BEGIN: in WAL mode readers never block on writers.
+    transactions keep a deferred BEGIN: in WAL mode readers never block on writers. The
+    pragmas set here belong to the connection; nothing is written to the file.
     """
 
     @event.listens_for(engine, "connect")
@@ -603,9 +880,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # busy_timeout first: switching a fresh file to WAL may have to wait for a lock.
-            cursor.execute("PRAGMA busy_timeout = 30000")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA busy_timeout = {round(timeout_s * 1000)}")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -615,6 +890,17 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         read_only = conn.get_execution_options().get(_READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _use_wal(engine: Engine) -> None:
+    """Switch a registry file srpo created or recognised to WAL (a property of the file,
+    kept once set), so readers never wait for writers. Outside any transaction, as SQLite
+    requires; a no-op once the file is in WAL mode."""
+    connection = engine.raw_connection()
+    try:
+        connection.cursor().execute("PRAGMA journal_mode = WAL")
+    finally:
+        connection.close()
 
 
 def _package_version() -> str:
