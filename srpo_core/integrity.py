@@ -22,7 +22,6 @@ from srpo_core.registry import (
     MissingArtifactError,
     PolicyInfo,
     Registry,
-    RegistryError,
     RunInfo,
 )
 
@@ -88,20 +87,9 @@ def _checkpoint_findings(
 ) -> Iterator[Finding]:
     subject = f"{checkpoint.run_id}@{checkpoint.step}"
     try:
-        payload = registry.read_checkpoint(checkpoint)
-    except MissingArtifactError as exc:
-        yield Finding("missing", subject, str(exc))
-        return
-    except CorruptArtifactError as exc:
-        yield Finding("corrupt", subject, str(exc))
-        return
-    except RegistryError as exc:
-        yield Finding("unreadable", subject, str(exc))
-        return
-    try:
-        state = checkpoints.from_bytes(payload)
-    except UserError as exc:
-        yield Finding("unreadable", subject, str(exc))
+        state = checkpoints.from_bytes(registry.read_checkpoint(checkpoint))
+    except UserError as exc:  # the registry's read errors are UserErrors too
+        yield Finding(_read_failure(exc), subject, str(exc))
         return
     for policy in trained:
         label = f"checkpoint of run {checkpoint.run_id} at step {checkpoint.step}"
@@ -109,6 +97,14 @@ def _checkpoint_findings(
             checkpoints.check_policy_state(state, policy.spec, policy.role, label)
         except UserError as exc:
             yield Finding("structure", subject, str(exc))
+
+
+def _read_failure(exc: UserError) -> str:
+    if isinstance(exc, MissingArtifactError):
+        return "missing"
+    if isinstance(exc, CorruptArtifactError):
+        return "corrupt"
+    return "unreadable"
 
 
 def _artifact_files(folder: Path) -> set[str]:
