@@ -12,8 +12,18 @@ from rich.markup import escape
 
 from srpo_core.redact import redact
 
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 100_000
+"""Off a terminal (a pipe, a log file) lines are as long as their content: tables keep full
+ids and numbers, and messages are not wrapped, whatever $COLUMNS says."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    on_terminal = Console(stderr=stderr)
+    return on_terminal if on_terminal.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 RegistryOption = Annotated[
     str | None,
@@ -24,6 +34,11 @@ RegistryOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM ended a command; the message says what to do next. The CLI prints
+    it as ``error: interrupted: MESSAGE`` and exits 130."""
 
 
 def print_json(data: Any) -> None:

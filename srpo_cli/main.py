@@ -26,9 +26,10 @@ from srpo_cli import (
     train,
     zoo,
 )
-from srpo_cli.common import err_console, text
+from srpo_cli.common import Interrupted, err_console, text
 from srpo_core.errors import UserError
 from srpo_core.redact import redact
+from srpo_core.registry.store import package_version
 
 INTERRUPTED = 130
 """Typer's exit code for KeyboardInterrupt (128 + SIGINT)."""
@@ -54,10 +55,22 @@ app.add_typer(registry.app, name="registry")
 debug = False
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"srpo {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
     debug_: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of any error (srpo --debug CMD).")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     global debug
@@ -78,6 +91,8 @@ def main() -> None:
         app()
     except UserError as exc:
         fail(str(exc), 2)
+    except Interrupted as exc:
+        fail(f"interrupted: {exc}", INTERRUPTED)
     except KeyboardInterrupt:  # outside a command, where Typer does not catch it
         fail("interrupted", INTERRUPTED)
     except SystemExit as exc:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
+import math
 import signal
 import sys
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from srpo_cli.common import JsonOption, RegistryOption, command_line, console, print_json, text
+from srpo_cli.common import (
+    Interrupted,
+    JsonOption,
+    RegistryOption,
+    command_line,
+    console,
+    print_json,
+    text,
+)
+from srpo_cli.progress import TrainingDisplay
 from srpo_core.errors import UserError
 from srpo_core.redact import redact
 
@@ -56,6 +58,14 @@ def train(
         str | None, typer.Option(help="Continue this interrupted run from its checkpoint.")
     ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Tag the run (repeatable).")] = None,
+    log_every_s: Annotated[
+        float,
+        typer.Option(
+            "--log-every-s",
+            help="When stdout is not a terminal (nohup, cluster logs): a progress line every "
+            "this many seconds.",
+        ),
+    ] = 30.0,
     registry: RegistryOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -64,6 +74,8 @@ def train(
     from srpo_core import train as training
     from srpo_core.registry import Registry
 
+    if not (math.isfinite(log_every_s) and log_every_s >= 0):
+        raise UserError(f"--log-every-s must be a number of seconds >= 0, got {log_every_s}")
     if resume:
         given = [env, game, role, algo, tau, eps, seed, steps, device, preset, set_, config_from]
         if any(v for v in given if v not in (None, [])):
@@ -87,25 +99,22 @@ def train(
         reg = Registry(registry)  # created only once the config is known to be valid
     signal.signal(signal.SIGTERM, _interrupt)
     command = command_line(sys.argv[1:])
-    bar = None if json_ else _progress_bar()
-    with bar or contextlib.nullcontext():
-        task = bar.add_task("train", total=None, sps=0.0, ret="-") if bar else None
-
-        def on_progress(p) -> None:
-            if bar:
-                ret = "-" if p.eval_return is None else f"{p.eval_return:.3f}"
-                bar.update(task, completed=p.done, total=p.budget, sps=p.sps, ret=ret)
-
-        if resume:
-            result = training.resume(resume, reg, on_progress=on_progress)
-        else:
-            result = training.train(
-                config,
-                reg,
-                command=command,
-                tags=[redact(t) for t in tag or []],
-                on_progress=on_progress,
-            )
+    display = TrainingDisplay(console, every_s=log_every_s, quiet=json_)
+    try:
+        with display:
+            if resume:
+                _announce_resume(reg, resume, quiet=json_)
+                result = training.resume(resume, reg, on_progress=display.update)
+            else:
+                result = training.train(
+                    config,
+                    reg,
+                    command=command,
+                    tags=[redact(t) for t in tag or []],
+                    on_progress=display.update,
+                )
+    except KeyboardInterrupt:
+        raise Interrupted(_where_it_stopped(reg, display, resume)) from None
     if json_:
         print_json(
             {
@@ -133,14 +142,29 @@ def _is_headline(key: str) -> bool:
     )
 
 
-def _progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("steps"),
-        TextColumn("{task.fields[sps]:,.0f} SPS"),
-        TextColumn("return {task.fields[ret]}"),
-        TimeElapsedColumn(),
-        console=console,
+def _announce_resume(reg, run_id: str, *, quiet: bool) -> None:
+    """Say where a resumed run continues from, before its first iteration."""
+    info = reg.get_run(run_id)
+    latest = reg.latest_checkpoint(info.id)
+    if quiet:
+        return
+    if latest is None:
+        console.print(f"run {info.id} has no checkpoint: it starts again from step 0")
+    else:
+        console.print(f"run {info.id} resumes from its checkpoint at step {latest.step:,}")
+
+
+def _where_it_stopped(reg, display: TrainingDisplay, resumed: str | None) -> str:
+    """What an interrupted training says: the run, its last checkpoint, how to go on."""
+    if display.last is None and resumed is None:
+        return "before the run was created"
+    try:
+        run_id = display.last.run_id if display.last else reg.get_run(resumed).id
+        latest = reg.latest_checkpoint(run_id)
+    except UserError:  # the registry is what failed: say what is known
+        run_id, latest = display.last.run_id if display.last else resumed, None
+    saved = "no checkpoint yet" if latest is None else f"last checkpoint at step {latest.step:,}"
+    where = f" at {display.last.env_steps:,} env steps" if display.last else ""
+    return (
+        f"run {run_id} stopped{where} ({saved}); continue it with: srpo train --resume {run_id}"
     )

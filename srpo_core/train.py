@@ -29,6 +29,7 @@ FLUSH_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Progress:
+    run_id: str
     env_steps: int
     hero_samples: int
     budget: int
@@ -234,7 +235,22 @@ def _loop(
         except UserError:
             pass
 
+    def report(sps: float) -> None:
+        if on_progress:
+            on_progress(
+                Progress(
+                    run_id=run_id,
+                    env_steps=counters["env_steps"],
+                    hero_samples=counters["hero_samples"],
+                    budget=run.steps,
+                    done=counters[budget_key],
+                    sps=sps,
+                    eval_return=eval_return,
+                )
+            )
+
     try:
+        report(0.0)  # where the run starts (or resumes), before its first iteration
         while counters[budget_key] < run.steps:
             if config.ppo.anneal_lr:
                 trainable.set_learning_rate(config.ppo.lr * (1 - counters[budget_key] / run.steps))
@@ -256,17 +272,7 @@ def _loop(
                     metrics |= prefixed("eval/", scores)
                     eval_return = metrics.get("eval/return")
                 pending.append((counters["env_steps"], metrics))
-                if on_progress:
-                    on_progress(
-                        Progress(
-                            env_steps=counters["env_steps"],
-                            hero_samples=counters["hero_samples"],
-                            budget=run.steps,
-                            done=counters[budget_key],
-                            sps=sps,
-                            eval_return=eval_return,
-                        )
-                    )
+                report(sps)
             if finished or (next_checkpoint and counters["env_steps"] >= next_checkpoint):
                 save()
                 while next_checkpoint and next_checkpoint <= counters["env_steps"]:

@@ -142,7 +142,7 @@ def test_debug_shows_the_traceback_before_the_error_line(cli):
     assert user_error.stderr.splitlines()[-1].startswith("error: no registry at")
 
 
-def test_sigterm_exits_130_with_one_line(cli, registry_url):
+def test_sigterm_exits_130_with_one_line_saying_how_to_resume(cli, registry_url):
     checkpoints = ["--set", "run.checkpoint_every=640"]
     proc = cli.popen("train", *SMALL, "--steps", "10000000", *checkpoints, "--json")
     deadline = time.monotonic() + 120
@@ -159,9 +159,19 @@ def test_sigterm_exits_130_with_one_line(cli, registry_url):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert stderr.splitlines() == ["error: interrupted"]
     with Registry(registry_url, create=False) as reg:
         assert reg.get_run(run_id).status == "interrupted"
+        step = reg.latest_checkpoint(run_id).step
+    (line,) = stderr.splitlines()
+    assert line.startswith(f"error: interrupted: run {run_id} stopped at ")
+    assert line.endswith(
+        f"(last checkpoint at step {step:,}); continue it with: srpo train --resume {run_id}"
+    )
+    resumed = cli.popen("train", "--resume", run_id)
+    first = resumed.stdout.readline()
+    resumed.send_signal(signal.SIGTERM)
+    resumed.communicate(timeout=60)
+    assert first == f"run {run_id} resumes from its checkpoint at step {step:,}\n"
 
 
 # ---- 2. secrets ---------------------------------------------------------------------------

@@ -425,7 +425,7 @@ class Registry(ZooStore):
             seed=int(seed),
             config=config,
             config_hash=sha256_hex(canonical_json(config).encode()),
-            package_version=_package_version(),
+            package_version=package_version(),
             git_commit=_git_commit(),
             status="running",
             error=None,
@@ -903,7 +903,7 @@ def _use_wal(engine: Engine) -> None:
         connection.close()
 
 
-def _package_version() -> str:
+def package_version() -> str:
     try:
         return importlib.metadata.version("srpo")
     except importlib.metadata.PackageNotFoundError:

@@ -315,7 +315,7 @@ class ZooStore:
 
     def save_crossplay_result(self, record: Mapping[str, Any]) -> None:
         """Store (or, recomputed, replace) one result; fields as in `CrossplayRecord`."""
-        from .store import _package_version
+        from .store import package_version
 
         with self._tx(write=True) as session:
             row = session.get(CrossplayResult, record["key"])
@@ -335,7 +335,7 @@ class ZooStore:
                 "metrics",
             ):
                 setattr(row, field, record[field])
-            row.package_version = _package_version()
+            row.package_version = package_version()
             row.created_at = utcnow()
 
     def crossplay_results(

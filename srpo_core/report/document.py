@@ -8,7 +8,6 @@ that starts with `TIMESTAMP_PREFIX`.
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import os
 import re
@@ -21,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy.engine import make_url
 
 from srpo_core import leaderboard as lb
 from srpo_core.errors import UserError
 from srpo_core.pool import PoolMatrix, TpCp, stored_pool, tp_cp
 from srpo_core.registry import Registry, RunInfo, ZooInfo
+from srpo_core.registry.store import package_version
 from srpo_core.report import figures
 from srpo_core.report.curves import Curve, learning_curves
 from srpo_core.report.selection import (
@@ -442,8 +441,8 @@ def _provenance_section(
     lines = [
         "## Provenance",
         "",
-        f"- registry: `{_shown_url(registry)}`",
-        f"- srpo version: {_package_version()} (runs trained with {', '.join(versions)})",
+        f"- registry: `{registry.shown}`",
+        f"- srpo version: {package_version()} (runs trained with {', '.join(versions)})",
         f"- git commits of the runs: {commit_text}",
         f"- cross-play protocol: {episodes} episodes per seating, evaluation seed {seed}",
         f"- regenerate with: `{command}`",
@@ -464,19 +463,8 @@ def _command(
     words = ["srpo", "report", flag, value, "--out", out, "--episodes", str(episodes)]
     words += ["--seed", str(seed)]
     words += [word for key in metrics for word in ("--metric", key)]
-    words += ["--registry", _shown_url(registry)]
+    words += ["--registry", registry.shown]
     return shlex.join(words)
-
-
-def _shown_url(registry: Registry) -> str:
-    return make_url(registry.url).render_as_string(hide_password=True)
-
-
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("srpo")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # ---- writing and checking -----------------------------------------------------------------

@@ -1,0 +1,61 @@
+"""What the CLI prints when stdout is a pipe or a file (nohup, cluster logs, `| cat`): plain
+progress lines, tables with full values; and `--version`."""
+
+from __future__ import annotations
+
+import re
+
+LINE = re.compile(
+    r"run (?P<run>[0-9a-f]{12})  (?P<done>[\d,]+)/(?P<budget>[\d,]+) steps \(\d+%\)  "
+    r"[\d,]+ SPS  return (-|-?\d+\.\d{3})  elapsed \d+:\d\d:\d\d  ETA (-|\d+:\d\d:\d\d)"
+)
+
+
+def test_a_run_logged_to_a_file_shows_progress_lines(cli) -> None:
+    args = ["--env", "matrix", "--steps", "20000", "--set", "ppo.num_envs=64"]
+    proc = cli("train", *args, "--log-every-s", "0")
+    lines = [LINE.fullmatch(line) for line in proc.stdout.splitlines()]
+    progress = [m for m in lines if m]
+    assert len(progress) >= 3
+    done = [int(m["done"].replace(",", "")) for m in progress]
+    assert done[0] == 0 and done == sorted(done) and done[-1] >= 20000
+    assert {m["budget"] for m in progress} == {"20,000"}
+    (run_id,) = {m["run"] for m in progress}
+    assert f"run {run_id} finished: {done[-1]:,} env steps" in proc.stdout
+
+
+def test_lines_are_spaced_by_log_every_s(cli) -> None:
+    proc = cli("train", "--env", "matrix", "--steps", "20000", "--log-every-s", "3600")
+    progress = [line for line in proc.stdout.splitlines() if LINE.fullmatch(line)]
+    # the first report, then nothing for an hour, except the line of the finished budget
+    assert len(progress) == 2
+
+
+def test_json_output_has_no_progress_lines(cli) -> None:
+    assert set(cli.json("train", "--env", "matrix", "--steps", "2000", "--log-every-s", "0"))
+
+
+def test_log_every_s_must_be_seconds(cli, tmp_path) -> None:
+    proc = cli("train", "--env", "matrix", "--log-every-s", "nan", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: --log-every-s must be a number of seconds >= 0, got nan"
+    ]
+    assert not (tmp_path / "srpo.db").exists()
+
+
+def test_piped_tables_keep_full_values(cli) -> None:
+    tags = ["--tag", "a-long-tag-that-would-not-fit-in-a-narrow-column"]
+    run_id = cli.json("train", "--env", "gridworld", "--steps", "1024", *tags)["run_id"]
+    cli.env["COLUMNS"] = "40"  # a narrow terminal setting must not cut a pipe's values
+    listing = cli("runs", "list").stdout
+    assert run_id in listing and "gridworld" in listing and "finished" in listing
+    assert "…" not in listing
+    shown = cli("runs", "show", run_id).stdout
+    assert "a-long-tag-that-would-not-fit-in-a-narrow-column" in shown and "…" not in shown
+
+
+def test_version(cli) -> None:
+    from srpo_core.registry.store import package_version
+
+    assert cli("--version").stdout == f"srpo {package_version()}\n"
