@@ -1,9 +1,12 @@
-"""`srpo runs list|show`: what the registry holds."""
+"""`srpo runs list|show|export|compare`: what the registry holds."""
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import asdict
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Column, Table
@@ -103,3 +106,158 @@ def show(
     for key, value in sorted(final.items()):
         metrics.add_row(text(key), fmt(value))
     console.print(metrics)
+
+
+@app.command("export")
+def export(
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="Runs to export (query, e.g. 'algo=srpo,tau=10,seed=0..4'; '' for all). "
+            "Keys: env, algo, tau, eps, seed, tag, run, status. status defaults to "
+            "finished|imported; add e.g. status=finished|running to include live runs.",
+            show_default=False,
+        ),
+    ],
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="csv, jsonl or parquet (parquet needs pyarrow or fastparquet and --out). "
+            "Default: from the --out suffix, else csv.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Write here (replaced only once complete); default: stdout."),
+    ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="Only this metric key (repeatable), e.g. eval/return."),
+    ] = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Metric history as long-format rows: run, step, key, value, env, algo, tau, eps, seed.
+
+    Only finished or imported runs unless the query names a status.
+
+    NaN (stored as NULL) is empty in csv, null in jsonl; floats read back exactly as stored.
+    """
+    from srpo_core import export as ex
+    from srpo_core.query import parse_query, select_runs
+    from srpo_core.registry import Registry
+
+    kind = ex.format_for(format_, out)
+    to_stdout = out is None or out == "-"
+    engine = ""
+    if kind == "parquet":
+        if to_stdout:
+            raise UserError("--format parquet writes a binary file: give --out FILE")
+        engine = ex.parquet_engine()
+    parsed = parse_query(query)
+    with Registry(registry, create=False) as reg:
+        runs = select_runs(reg, parsed)
+        if not runs:
+            statuses = "|".join(parsed.statuses)
+            raise UserError(f"query '{query}' matches no run with status {statuses}")
+        rows = ex.metric_rows(reg, runs, key)
+    if key:
+        missing = ex.missing_keys(rows, key)
+        if missing:
+            raise UserError(
+                f"no metric {', '.join(repr(k) for k in missing)} in the {len(runs)} "
+                "selected run(s)"
+            )
+    write = ex.write_csv if kind == "csv" else ex.write_jsonl
+    if out is not None and not to_stdout:
+        with ex.replacing(Path(out)) as tmp:
+            if kind == "parquet":
+                ex.write_parquet(rows, tmp, engine)
+            else:
+                with tmp.open("w", encoding="utf-8", newline="") as stream:
+                    write(rows, stream)
+        return
+    try:
+        write(rows, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `srpo runs export ... | head`: the reader has all it wants
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+@app.command("compare")
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Two or more run ids or unique id prefixes.")],
+    registry: RegistryOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Runs side by side: final metrics, and the config keys whose values differ."""
+    from srpo_core import export as ex
+    from srpo_core.registry import Registry
+
+    if len(runs) < 2:
+        raise UserError(f"compare needs at least 2 runs, got {len(runs)}")
+    with Registry(registry, create=False) as reg:
+        infos = [reg.get_run(r) for r in runs]
+        seen: dict[str, str] = {}
+        for given, info in zip(runs, infos, strict=True):
+            if info.id in seen:
+                raise UserError(f"'{seen[info.id]}' and '{given}' are the same run {info.id}")
+            seen[info.id] = given
+        finals = [reg.final_metrics(info.id) for info in infos]
+    metrics = ex.metric_table(finals)
+    diff = ex.config_diff(infos)
+    if json_:
+        print_json(
+            {
+                "runs": [
+                    {
+                        "id": i.id,
+                        "label": ex.run_label(i),
+                        "env": i.env,
+                        "algo": i.algo,
+                        "tau": i.tau,
+                        "eps": i.eps,
+                        "seed": i.seed,
+                        "status": i.display_status,
+                    }
+                    for i in infos
+                ],
+                "metrics": {k: _by_run(infos, v) for k, v in metrics.items()},
+                "config_diff": {k: _by_run(infos, v) for k, v in diff.items()},
+            }
+        )
+        return
+    table = Table(Column("metric", no_wrap=True), *_run_columns(infos), title="final metrics")
+    for name, values in metrics.items():
+        table.add_row(text(name), *(fmt(v) for v in values))
+    console.print(table)
+    if not diff:
+        console.print("config: identical", highlight=False)
+        return
+    cfg = Table(
+        Column("config key", no_wrap=True), *_run_columns(infos), title="config keys that differ"
+    )
+    for name, values in diff.items():
+        cfg.add_row(text(name), *(fmt(v) for v in values))
+    console.print(cfg)
+
+
+def _run_columns(infos: list[Any]) -> list[Column]:
+    """One column per run headed `algo tau=.. seed=..` over its short id (new Column objects
+    per table: rich keeps a table's cells in its columns)."""
+    return [
+        Column(text(f"{i.algo} tau={fmt(i.tau)} seed={i.seed}\n{i.id[:8]}"), justify="right")
+        for i in infos
+    ]
+
+
+def _by_run(infos: list[Any], values: list[Any]) -> dict[str, Any]:
+    """{run id: value} for JSON, NaN as null (JSON has no NaN)."""
+    return {
+        i.id: None if isinstance(v, float) and math.isnan(v) else v
+        for i, v in zip(infos, values, strict=True)
+    }
