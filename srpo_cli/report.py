@@ -30,7 +30,8 @@ def report(
         Path | None,
         typer.Option(
             "--check",
-            help="Only check the report in this folder: every section and figure present.",
+            help="Only check the report in this folder: every section and figure present "
+            "and no section missing data (exit 2 otherwise).",
         ),
     ] = None,
     registry: RegistryOption = None,
@@ -43,10 +44,15 @@ def report(
         if any(v is not None for v in (ablation, env, zoo, out, metric)):
             raise UserError("--check DIR takes no other selection or --out")
         problems = rp.check_report(check)
+        if len(problems) > 1:
+            for problem in problems:
+                console.print(f"- {text(problem)}", highlight=False, soft_wrap=True)
         if problems:
-            raise UserError(f"report in {check} is incomplete: {'; '.join(problems)}")
+            count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+            raise UserError(f"report in {check} is incomplete ({count}): {problems[0]}")
         console.print(
-            f"{text(check / rp.REPORT_FILE)}: every section and figure present", highlight=False
+            f"{text(check / rp.REPORT_FILE)}: every section, figure and result present",
+            highlight=False,
         )
         return
     if out is None:
@@ -67,7 +73,9 @@ def report(
             seed=seed,
             metrics=list(dict.fromkeys(metric or [])),
         )
-    rp.write_report(built, out)
+    missing = rp.write_report(built, out)
     console.print(
         f"wrote {text(out / rp.REPORT_FILE)} with {len(built.figures)} figures", highlight=False
     )
+    for gap in missing:
+        console.print(f"incomplete: {text(gap.problem())}", highlight=False, soft_wrap=True)

@@ -46,7 +46,11 @@ def build(
     ] = None,
     at: Annotated[
         str,
-        typer.Option(help="Checkpoints of each run, as fractions of its last step: 0.25,0.5,1."),
+        typer.Option(
+            help="Checkpoints of each run, as fractions of its last step: 0.25,0.5,1. Each "
+            "fraction must pin a checkpoint of its own (below 1: not the final one); runs "
+            "keep earlier checkpoints when trained with --set run.checkpoint_every=N."
+        ),
     ] = "1",
     policy: Annotated[
         list[str] | None, typer.Option(help="A policy ref, REF or REF@STEP (repeatable).")

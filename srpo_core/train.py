@@ -130,6 +130,59 @@ def build_trainable(config: Config, registry: Registry) -> tuple[Trainable, dict
     return algo, specs
 
 
+def iteration_size(config: Config) -> int:
+    """What one iteration adds to the budget counter (``config.algo.budget``): the run
+    trains whole iterations, so its budget ``run.steps`` is rounded up to a multiple of
+    this. Hero samples: ``ppo.num_envs * ppo.num_steps`` (debate: ``env.batch_size``).
+    Env steps: the same, times the heroes for SRPO, which plays one rollout per hero (MLP
+    policies not shared; the trained seats are the env's agents minus its frozen seats)."""
+    if config.env.name == "debate":
+        samples = config.env.batch_size
+        rollouts = 2 if config.algo.name == "srpo" else 1
+    else:
+        samples = config.ppo.num_envs * config.ppo.num_steps
+        separate = not (config.algo.share_policy or config.net.recurrent)
+        rollouts = 1
+        if config.algo.name == "srpo" and separate and config.algo.budget == "env_steps":
+            rollouts = _trained_seats(config)
+    return samples if config.algo.budget == "hero_samples" else samples * rollouts
+
+
+def _trained_seats(config: Config) -> int:
+    frozen = config.env.frozen_seats() if hasattr(config.env, "frozen_seats") else {}
+    probe = make_env(config.env, 1, torch.device("cpu"), 0)
+    try:
+        return len(probe.agents) - len(frozen)
+    finally:
+        if hasattr(probe, "close"):
+            probe.close()
+
+
+def budget_notice(config: Config) -> str | None:
+    """One line when ``run.steps`` is not a whole number of iterations (so the run trains
+    more than its budget says); None when it is."""
+    size = iteration_size(config)
+    budget = config.run.steps
+    if budget % size == 0:
+        return None
+    unit = "env steps" if config.algo.budget == "env_steps" else "hero samples"
+    trains = -(-budget // size) * size
+    return (
+        f"note: the budget of {budget:,} {unit} is rounded up to whole iterations of "
+        f"{size:,}: the run trains {trains:,}"
+    )
+
+
+def notices(config: Config) -> list[str]:
+    """Lines to show before a new run of ``config`` starts: what it does that its flags do
+    not say (a rounded-up budget, a default the env chose). Computing them changes nothing."""
+    lines = []
+    if hasattr(config.env, "notice"):
+        lines.append(config.env.notice())
+    lines.append(budget_notice(config))
+    return [line for line in lines if line]
+
+
 def train(
     config: Config,
     registry: Registry,

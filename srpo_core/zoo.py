@@ -124,7 +124,8 @@ def pin(
 ) -> Pinned:
     """Pin registered policy ``ref`` to a checkpoint: ``step`` exactly, else the one nearest
     ``fraction`` of the run's last checkpoint step (earlier on ties), else the latest. A
-    policy without a run has no checkpoint."""
+    policy without a run has no checkpoint. (`srpo zoo build --at` first checks that its
+    fractions pin distinct checkpoints: `_check_fractions`.)"""
     info = registry.get_policy(ref)
     if info.env != env:
         raise UserError(f"policy {info.id} plays {info.env}, not {env}")
@@ -140,8 +141,8 @@ def pin(
             raise UserError(f"run {info.run_id} has no checkpoint at step {step} (has {steps})")
         checkpoint = chosen[0]
     elif fraction is not None:
-        target = fraction * saved[-1].step
-        checkpoint = min(saved, key=lambda c: (abs(c.step - target), c.step))
+        (at,) = fraction_steps(saved, [fraction])
+        checkpoint = next(c for c in saved if c.step == at)
     else:
         checkpoint = saved[-1]
     return Pinned(info.id, checkpoint.step, checkpoint.sha256)
@@ -307,9 +308,13 @@ def _select_members(
     for fraction in members.fractions:
         if not 0 < fraction <= 1:
             raise UserError(f"checkpoint fractions must be in (0, 1], got {fraction}")
+    if len(set(members.fractions)) < len(members.fractions):
+        twice = next(f for f in members.fractions if members.fractions.count(f) > 1)
+        raise UserError(f"checkpoint fraction {twice:g} is given twice")
     runs = select_runs(registry, members.runs, env=env) if members.runs else []
     if members.runs and not runs:
         raise UserError(f"no finished {env} run matches '{members.runs.text}'")
+    _check_fractions(registry, runs, members.fractions)
     pinned = [
         pin(registry, p.id, env=env, fraction=f)
         for f in members.fractions
@@ -341,6 +346,60 @@ def _select_members(
             "no members selected: give --runs, --policy, --scripted, --random or --untuned"
         )
     return pinned
+
+
+def fraction_steps(saved: Sequence[CheckpointInfo], fractions: Sequence[float]) -> list[int]:
+    """The checkpoint step each fraction of a run's last checkpoint step pins (see `pin`)."""
+    last = saved[-1].step
+    return [min(saved, key=lambda c: (abs(c.step - f * last), c.step)).step for f in fractions]
+
+
+def _check_fractions(
+    registry: Registry, runs: Sequence[RunInfo], fractions: Sequence[float]
+) -> None:
+    """Each requested fraction must find a checkpoint of its own in every run, or the zoo
+    would silently get the same checkpoint twice (one member) instead of early/mid/final
+    partners. A fraction is *near* a checkpoint when the checkpoint nearest to it (as `pin`
+    chooses: nearest to fraction * the last checkpoint step, earlier on ties) is
+
+    - not the final checkpoint, for a fraction below 1 (a run saved with the default
+      ``run.checkpoint_every = 0`` has only its final one), and
+    - not the checkpoint another requested fraction picks.
+
+    A run that breaks either rule is refused with the checkpoints it has."""
+    problems = []
+    for run in runs:
+        saved = registry.checkpoints(run.id)
+        if not saved:
+            continue  # `pin` says there is no checkpoint at all
+        picked = fraction_steps(saved, fractions)
+        last = saved[-1].step
+        for fraction, step in zip(fractions, picked, strict=True):
+            if (fraction < 1 and step == last) or picked.count(step) > 1:
+                problems.append(
+                    f"run {run.id} has no checkpoint near {_percent(fraction)} of its "
+                    f"{last:,} steps (it has: {_steps_list(saved)})"
+                )
+                break
+    if problems:
+        shown = problems[:3] + ([f"{len(problems) - 3} more runs too"] if len(problems) > 3 else [])
+        raise UserError(
+            "; ".join(shown)
+            + "; train with --set run.checkpoint_every=N to keep earlier ones, or ask for fewer"
+            " fractions with --at"
+        )
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.3g}%"
+
+
+def _steps_list(saved: Sequence[CheckpointInfo], most: int = 8) -> str:
+    steps = [f"{c.step:,}" for c in saved]
+    if len(steps) > most:
+        steps = [*steps[: most - 2], "...", steps[-1]]
+        return ", ".join(steps) + f" ({len(saved)} checkpoints)"
+    return ", ".join(steps)
 
 
 def _is_builtin(ref: str) -> bool:

@@ -208,13 +208,13 @@ def test_sections_figures_and_numbers_from_the_stored_records(lab, tmp_path):
 
 def test_extra_metric_curves(lab, tmp_path):
     """--metric KEY draws that logged key too: its final mean and std per setting come from
-    the stored metric rows; a key nobody logged is said so."""
+    the stored metric rows (a key nobody logged is refused: test_report_check)."""
     out = tmp_path / "report"
     key = "eval/agent0/cost"
-    text = _write(lab["url"], out, STAMP, ablation="test", metrics=[key, "eval/nothing"])
+    text = _write(lab["url"], out, STAMP, ablation="test", metrics=[key])
     assert check_report(out) == []
-    assert "(learning_eval_agent0_cost.png)" in text and "No run logged `eval/nothing`." in text
-    assert f"--metric {key} --metric eval/nothing" in text
+    assert "(learning_eval_agent0_cost.png)" in text
+    assert f"--metric {key} --registry" in text
     rows = {r[0]: r for r in _table(_section(text, "Learning curves"))}
     with Registry(lab["url"], create=False) as reg:
         for algo, label in (("ippo", "ippo tau=0"), ("srpo", "srpo tau=10")):
@@ -267,10 +267,22 @@ def test_check_report_flags_what_is_missing(lab, tmp_path):
 def test_runs_without_cross_play_say_how_to_get_it(lab, tmp_path):
     out = tmp_path / "lone"
     text = _write(lab["url"], out, datetime(2026, 1, 1, tzinfo=UTC), ablation="lone")
-    assert check_report(out) == []
-    assert "srpo crossplay --pool 'tag=ablation:lone' --episodes 40 --seed 0" in text
+    fill = (
+        "srpo crossplay --zoo heldout --agents tag=ablation:lone --episodes 40 --seed 0 "
+        f"--registry {lab['url']}"
+    )
+    # One run: no pool to play, which is no gap; the held-out zoo has no result for it.
+    assert check_report(out) == [
+        f"section 'Leaderboard': 1 runs without results against a held-out zoo; fill with: {fill}"
+    ]
+    assert "these runs have 1: nothing to play" in _section(text, "Cross-play")
     assert "Only one tau (tau=1) among these runs" in _section(text, "Tau ablation")
-    assert "No held-out zoo of matrix has stored results" in _section(text, "Leaderboard")
+    board = _section(text, "Leaderboard")
+    assert "<!-- srpo:missing section=leaderboard count=1 fill=" in board
+    assert (
+        f"Leaderboard: 1 of 1 finished runs have no stored result against a held-out zoo for --episodes 40 --seed 0; fill them with: `{fill}`"
+        in board
+    )
     assert sorted(p.name for p in out.iterdir()) == [
         "learning_free_riding.png",
         "learning_return.png",

@@ -55,6 +55,8 @@ from srpo_core.errors import UserError
 ACTION_LABELS = ("noop", "left", "right", "down", "up")
 SEED_BOUND = 2**31 - 1
 BACKENDS = ("mpe2", "vectorized")
+DEFAULT_RUNNER = "scripted:tag/flee"
+"""The frozen runner chasers train against unless ``env.runner`` names another."""
 
 
 @dataclass
@@ -89,9 +91,20 @@ class TagEnvConfig:
     role: str = "chasers"
     """chasers: the chasers learn against the frozen ``runner``; runner: every role learns
     (the paper's first stage, which produces runners to freeze)."""
-    runner: str = ""
+    runner: str = DEFAULT_RUNNER
     """Policy ref of the frozen runner(s) when role = chasers: RUN_ID/runner (a trained
-    one) or scripted:tag/NAME (see `srpo_core.agents.scripted`)."""
+    one, as in the paper: train it with role = runner) or scripted:tag/NAME (see
+    `srpo_core.agents.scripted`). The default is scripted, so that chasers train out of the
+    box; `notice` says so."""
+
+    def notice(self) -> str | None:
+        """One line before training when the chasers meet the default scripted runner."""
+        if self.role != "chasers" or self.runner != DEFAULT_RUNNER:
+            return None
+        return (
+            f"note: the runner is {DEFAULT_RUNNER} (the default); the paper's chasers meet a "
+            "trained runner: train one with --role runner, then --set env.runner=RUN_ID/runner"
+        )
 
     def frozen_seats(self) -> dict[str, str]:
         """Seat -> policy ref of the seats that play along without learning."""

@@ -8,6 +8,8 @@ that starts with `TIMESTAMP_PREFIX`.
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import os
 import re
@@ -49,6 +51,43 @@ LEARNING_METRICS = (
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+FORMAT_MARKER = "<!-- srpo:report format=2 -->"
+"""Written by every report that marks its missing data; `check_report` refuses a report
+without it (one written before the markers existed could be incomplete unmarked)."""
+MARKER_PREFIX = "<!-- srpo:"
+MISSING_SECTIONS = {
+    "cross-play": ("Cross-play", "seatings without a stored result"),
+    "tau-ablation": ("Tau ablation", "settings without TP or CP"),
+    "leaderboard": ("Leaderboard", "runs without results against a held-out zoo"),
+}
+"""Marker section slug -> (heading, what its count counts)."""
+_MISSING = re.compile(
+    r"<!-- srpo:missing section=(?P<section>[a-z-]+) count=(?P<count>[1-9][0-9]*)"
+    r'(?: fill=(?P<fill>"(?:[^"\\]|\\.)*"))? -->'
+)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Data a section lacks, written into report.md as one `marker` line: ``count`` things
+    (see `MISSING_SECTIONS`) that ``fill`` (a command, when one exists) stores."""
+
+    section: str
+    count: int
+    fill: str | None = None
+
+    @property
+    def marker(self) -> str:
+        fill = ""
+        if self.fill is not None:
+            # JSON string; ">" escaped so that no command can end the comment early.
+            fill = " fill=" + json.dumps(self.fill).replace(">", "\\u003e")
+        return f"<!-- srpo:missing section={self.section} count={self.count}{fill} -->"
+
+    def problem(self) -> str:
+        heading, what = MISSING_SECTIONS.get(self.section, (self.section, "missing results"))
+        fix = f"; fill with: {self.fill}" if self.fill else ""
+        return f"section '{heading}': {self.count} {what}{fix}"
 
 
 @dataclass(frozen=True)
@@ -74,8 +113,11 @@ def build_report(
     are logged keys drawn as learning curves besides `LEARNING_METRICS`."""
     selection = select(registry, ablation=ablation, env=env, zoo=zoo, episodes=episodes, seed=seed)
     groups = settings(selection.runs)
+    _check_metrics(registry, groups, metrics)
     drawn: dict[str, bytes] = {}
-    pools = _pools(registry, groups, episodes, seed)
+    protocol = Protocol(episodes, seed, registry.shown)
+    found = _pools(registry, groups, episodes, seed)
+    pools = [pool for _, pool in found if pool.runs]
     stats = _stats(groups, pools)
     envs = sorted({run.env for run in groups.runs})
     keys = ", ".join(f"`{k}`" for k in groups.keys) or "none"
@@ -91,12 +133,55 @@ def build_report(
         intro,
         _runs_section(groups),
         _learning_section(registry, groups, drawn, metrics),
-        _crossplay_section(groups, pools, stats, selection, drawn, episodes, seed),
-        _tau_section(groups, stats, drawn),
-        _leaderboard_section(registry, selection, groups, episodes, seed),
+        _crossplay_section(groups, found, stats, selection, drawn, protocol),
+        _tau_section(groups, stats, drawn, _pool_commands(found, selection, protocol)),
+        _leaderboard_section(registry, selection, groups, protocol),
         _provenance_section(registry, groups, command, episodes, seed, now or datetime.now(UTC)),
     ]
     return Report("\n".join(parts), drawn)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What the report was asked for, as the commands that fill its gaps must repeat it."""
+
+    episodes: int
+    seed: int
+    registry: str
+
+    @property
+    def text(self) -> str:
+        return f"--episodes {self.episodes} --seed {self.seed}"
+
+    def command(self, *words: str) -> str:
+        return shlex.join(
+            ["srpo", *words, "--episodes", str(self.episodes), "--seed", str(self.seed)]
+            + ["--registry", self.registry]
+        )
+
+
+def _missing_lines(missing: Missing, sentence: str) -> list[str]:
+    """The marker, then the sentence that says the same to a reader."""
+    return [missing.marker, sentence, ""]
+
+
+def _check_metrics(registry: Registry, groups: Settings, metrics: Sequence[str]) -> None:
+    """Refuse a --metric key that none of the runs logged (a typo, most likely)."""
+    if not metrics:
+        return
+    logged: set[str] = set()
+    for run in groups.runs:
+        logged.update(registry.final_metrics(run.id))
+    for key in metrics:
+        if key in logged:
+            continue
+        close = difflib.get_close_matches(key, sorted(logged), n=3, cutoff=0.6)
+        hint = (
+            f"close matches: {', '.join(close)}"
+            if close
+            else f"they logged {len(logged)} keys, none close (`srpo runs show RUN` lists them)"
+        )
+        raise UserError(f"--metric {key!r}: none of the {len(groups.runs)} runs logged it; {hint}")
 
 
 # ---- runs ---------------------------------------------------------------------------------
@@ -164,8 +249,6 @@ def _learning_section(
                     "log no evaluations).",
                     "",
                 ]
-            if key in extra:
-                lines += [f"No run logged `{key}`.", ""]
             continue
         drawn[file] = figures.learning_curves(curves, colours, ylabel)
         lines += [f"![{key}: mean ± std across seeds per setting]({file})", ""]
@@ -203,8 +286,12 @@ def _metric_figure(key: str) -> tuple[str, str, str]:
 # ---- cross-play ---------------------------------------------------------------------------
 
 
-def _pools(registry: Registry, groups: Settings, episodes: int, seed: int) -> list[PoolMatrix]:
-    """One pool per env configuration among the runs (runs of different configs never meet)."""
+def _pools(
+    registry: Registry, groups: Settings, episodes: int, seed: int
+) -> list[tuple[tuple[RunInfo, ...], PoolMatrix]]:
+    """One pool per env configuration among the runs (runs of different configs never meet):
+    the runs `srpo crossplay --pool` can seat (finished, with a checkpoint) and the stored
+    matrix of all the config's runs (its ``runs`` empty where nothing is stored)."""
     from srpo_core.zoo import config_hash
 
     by_hash: dict[str, list[RunInfo]] = {}
@@ -213,10 +300,44 @@ def _pools(registry: Registry, groups: Settings, episodes: int, seed: int) -> li
     pools = []
     for env_hash, runs in by_hash.items():
         records = registry.crossplay_results(env_config_hash=env_hash, episodes=episodes, seed=seed)
-        pool = stored_pool(registry, runs, records)
-        if pool.runs:
-            pools.append(pool)
+        playable = tuple(
+            run
+            for run in runs
+            if run.status == "finished" and registry.latest_checkpoint(run.id) is not None
+        )
+        pools.append((playable, stored_pool(registry, runs, records)))
     return pools
+
+
+def _pool_query(
+    found: Sequence[tuple[tuple[RunInfo, ...], PoolMatrix]],
+    playable: Sequence[RunInfo],
+    selection: Selection,
+) -> str:
+    """The selection's own query where its runs share one env config, else the runs by id."""
+    if len(found) == 1:
+        return selection.pool_query
+    return "run=" + "|".join(sorted(run.id for run in playable))
+
+
+def _pool_missing(playable: Sequence[RunInfo], pool: PoolMatrix) -> tuple[int, int]:
+    """(missing, expected) seatings of the runs that can be played."""
+    ids = {run.id for run in playable}
+    stored = sum(1 for row, col in pool.returns if row in ids and col in ids)
+    return len(ids) ** 2 - stored, len(ids) ** 2
+
+
+def _pool_commands(
+    found: Sequence[tuple[tuple[RunInfo, ...], PoolMatrix]],
+    selection: Selection,
+    protocol: Protocol,
+) -> list[str]:
+    """The `srpo crossplay --pool` commands that store what the pools lack."""
+    return [
+        protocol.command("crossplay", "--pool", _pool_query(found, playable, selection))
+        for playable, pool in found
+        if len(playable) >= 2 and _pool_missing(playable, pool)[0]
+    ]
 
 
 def _stats(groups: Settings, pools: Sequence[PoolMatrix]) -> dict[str, TpCp]:
@@ -228,27 +349,48 @@ def _stats(groups: Settings, pools: Sequence[PoolMatrix]) -> dict[str, TpCp]:
 
 def _crossplay_section(
     groups: Settings,
-    pools: Sequence[PoolMatrix],
+    found: Sequence[tuple[tuple[RunInfo, ...], PoolMatrix]],
     stats: dict[str, TpCp],
     selection: Selection,
     drawn: dict[str, bytes],
-    episodes: int,
-    seed: int,
+    protocol: Protocol,
 ) -> str:
-    protocol = f"{episodes} episodes per seating, evaluation seed {seed}"
+    text = f"{protocol.episodes} episodes per seating, evaluation seed {protocol.seed}"
     lines = ["## Cross-play", ""]
-    if not pools:
-        lines += [
-            f"No cross-play results are stored for these runs ({protocol}). Produce them "
-            f"with `srpo crossplay --pool '{selection.pool_query}' --episodes {episodes} "
-            f"--seed {seed}`, then regenerate this report.",
+    gaps = []
+    for playable, pool in found:
+        missing, expected = _pool_missing(playable, pool)
+        if missing and len(playable) < 2:
+            gaps += [
+                f"Cross-play needs two or more finished runs (with a checkpoint) of one env "
+                f"config; these runs have {len(playable)}: nothing to play.",
+                "",
+            ]
+        if not missing or len(playable) < 2:
+            continue
+        fill = protocol.command("crossplay", "--pool", _pool_query(found, playable, selection))
+        sentence = (
+            f"Cross-play: {missing} of {expected} seatings have no stored result for "
+            f"{protocol.text}; fill them with: `{fill}`, then regenerate this report."
+        )
+        gaps += _missing_lines(Missing("cross-play", missing, fill), sentence)
+    unplayable = len(groups.runs) - sum(len(playable) for playable, _ in found)
+    if unplayable:
+        gaps += [
+            f"{unplayable} of {len(groups.runs)} runs are not finished or have no checkpoint: "
+            "cross-play leaves them out.",
+            "",
         ]
-        return "\n".join(lines) + "\n"
+    pools = [pool for _, pool in found if pool.runs]
+    if not pools:
+        lines += gaps or [f"No cross-play results are stored for these runs ({text}).", ""]
+        return "\n".join(lines).rstrip("\n") + "\n"
+    lines += gaps
     lines += [
-        f"Every ordered pair of runs ({protocol}): entry (row i, column j) is the mean return "
+        f"Every ordered pair of runs ({text}): entry (row i, column j) is the mean return "
         "over the seats of run i's policy with run j's policies in every other seat. The "
         "diagonal is the training performance (TP), the rest cross-play performance (CP); "
-        "white lines separate settings.",
+        "white lines separate settings; grey entries have no stored result.",
         "",
     ]
     order = {label: i for i, label in enumerate(groups.order)}
@@ -265,15 +407,11 @@ def _crossplay_section(
             values, labels, setting_index, f"{env}: mean return (diagonal = TP)"
         )
         lines += [f"![cross-play matrix: diagonal TP, off-diagonal CP]({file})", ""]
-        missing = n * n - len(pool.returns)
-        if missing:
-            lines += [f"{missing} of {n * n} entries have no stored result (grey).", ""]
     shown = sum(len(pool.runs) for pool in pools)
     if shown < len(groups.runs):
         lines += [
             f"{len(groups.runs) - shown} of {len(groups.runs)} runs have no stored pool "
-            f"result and are left out; `srpo crossplay --pool '{selection.pool_query}'` "
-            "plays what is missing.",
+            "result and are left out of the matrix.",
             "",
         ]
     bars = [
@@ -310,13 +448,28 @@ def _crossplay_section(
 # ---- tau ablation -------------------------------------------------------------------------
 
 
-def _tau_section(groups: Settings, stats: dict[str, TpCp], drawn: dict[str, bytes]) -> str:
+def _tau_section(
+    groups: Settings, stats: dict[str, TpCp], drawn: dict[str, bytes], fills: Sequence[str]
+) -> str:
     lines = ["## Tau ablation", ""]
     taus = sorted({run.tau for run in groups.runs})
     if len(taus) < 2:
         only = format_value(taus[0])
         lines.append(f"Only one tau (tau={only}) among these runs: nothing to plot against tau.")
         return "\n".join(lines) + "\n"
+    lacking = [
+        label
+        for label in groups.order
+        if (s := stats.get(label)) is None or s.tp is None or s.cp is None
+    ]
+    if lacking and fills:
+        fill = " && ".join(fills)
+        sentence = (
+            f"Tau ablation: {len(lacking)} of {len(groups.order)} settings have no TP or no CP "
+            f"(missing cross-play results); fill them with: `{fill}`, then regenerate this "
+            "report."
+        )
+        lines += _missing_lines(Missing("tau-ablation", len(lacking), fill), sentence)
     if not stats:
         lines.append(
             "CP, TP and the free-riding degree against tau need cross-play results; "
@@ -376,27 +529,43 @@ def _tau_section(groups: Settings, stats: dict[str, TpCp], drawn: dict[str, byte
 
 
 def _leaderboard_section(
-    registry: Registry, selection: Selection, groups: Settings, episodes: int, seed: int
+    registry: Registry, selection: Selection, groups: Settings, protocol: Protocol
 ) -> str:
     lines = ["## Leaderboard", ""]
     if selection.board is not None:
         return "\n".join(lines) + lb.to_markdown(selection.board)
+    episodes, seed = protocol.episodes, protocol.seed
     run_ids = {run.id for run in groups.runs}
     envs = sorted({run.env for run in groups.runs})
-    boards = [
-        lb.build_leaderboard(registry, z, episodes=episodes, seed=seed)
-        for env in envs
-        for z in registry.zoos(env=env)
-        if z.held_out and _zoo_has_results(registry, z, run_ids, episodes, seed)
-    ]
-    if not boards:
-        lines.append(
-            f"No held-out zoo of {', '.join(envs)} has stored results for these runs "
-            f"({episodes} episodes per seating, evaluation seed {seed}). Build one with "
-            "`srpo zoo build NAME --held-out ...` and evaluate with "
-            f"`srpo crossplay --zoo NAME --agents '{selection.pool_query}'`."
+    held_out = [z for env in envs for z in registry.zoos(env=env) if z.held_out]
+    shown = [z for z in held_out if _zoo_has_results(registry, z, run_ids, episodes, seed)]
+    boards = [lb.build_leaderboard(registry, z, episodes=episodes, seed=seed) for z in shown]
+    finished = {run.id for run in groups.runs if run.status == "finished"}
+    covered = {row.run for board in boards for row in board.agents}
+    covered |= {registry.get_policy(m.policy_ref).run_id for z in shown for m in z.members}
+    without = len(finished - covered)
+    if without:
+        zoo = (shown or held_out or [None])[0]
+        what = (
+            f"Leaderboard: {without} of {len(finished)} finished runs have no stored result "
+            f"against a held-out zoo for {protocol.text}"
         )
-        return "\n".join(lines) + "\n"
+        if zoo is None:
+            then = protocol.command("crossplay", "--zoo", "NAME", "--agents", selection.pool_query)
+            sentence = (
+                f"{what}, and no held-out zoo of {', '.join(envs)} exists. Build one from "
+                "other runs with `srpo zoo build NAME --env ENV --runs QUERY --held-out`, "
+                f"then evaluate with `{then}`."
+            )
+            lines += _missing_lines(Missing("leaderboard", without), sentence)
+        else:
+            fill = protocol.command(
+                "crossplay", "--zoo", zoo.name, "--agents", selection.pool_query
+            )
+            sentence = f"{what}; fill them with: `{fill}`, then regenerate this report."
+            lines += _missing_lines(Missing("leaderboard", without, fill), sentence)
+    if not boards:
+        return "\n".join(lines).rstrip("\n") + "\n"
     for board in boards:
         lines += [f"### Zoo `{board.zoo}`", "", lb.to_markdown(board)]
     return "\n".join(lines)
@@ -447,6 +616,8 @@ def _provenance_section(
         f"- cross-play protocol: {episodes} episodes per seating, evaluation seed {seed}",
         f"- regenerate with: `{command}`",
         f"{TIMESTAMP_PREFIX}{stamp}",
+        "",
+        FORMAT_MARKER,
     ]
     return "\n".join(lines) + "\n"
 
@@ -482,8 +653,9 @@ def check_out_dir(out: Path) -> None:
         raise UserError(f"cannot write the report to {out}: {probe} is not a writable directory")
 
 
-def write_report(report: Report, out: Path) -> None:
-    """Write the figures, then report.md; then check the result (UserError if incomplete)."""
+def write_report(report: Report, out: Path) -> list[Missing]:
+    """Write the figures, then report.md; then check the result: UserError if a section or
+    figure is missing, else the data its sections lack (see `missing_data`)."""
     check_out_dir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -492,14 +664,41 @@ def write_report(report: Report, out: Path) -> None:
         (out / REPORT_FILE).write_text(report.markdown, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
-    problems = check_report(out)
+    problems = _structure_problems(out)
     if problems:
         raise UserError(f"report {out / REPORT_FILE} is incomplete: {'; '.join(problems)}")
+    return missing_data((out / REPORT_FILE).read_text(encoding="utf-8"))
+
+
+def missing_data(markdown: str) -> list[Missing]:
+    """The `Missing` markers in a report's Markdown, in document order."""
+    found = []
+    for line in markdown.splitlines():
+        match = _MISSING.fullmatch(line)
+        if match is not None:
+            fill = match["fill"]
+            found.append(
+                Missing(
+                    match["section"],
+                    int(match["count"]),
+                    None if fill is None else json.loads(fill),
+                )
+            )
+    return found
 
 
 def check_report(directory: str | Path) -> list[str]:
     """What is wrong with the report in ``directory`` (empty when nothing): a missing
-    report.md, section heading or referenced figure, or a link that is not a relative PNG."""
+    report.md, section heading or referenced figure, a link that is not a relative PNG, a
+    malformed or absent srpo marker, then each section's missing data (its markers)."""
+    problems = _structure_problems(directory)
+    file = Path(directory) / REPORT_FILE
+    if file.is_file():
+        problems += [m.problem() for m in missing_data(file.read_text(encoding="utf-8"))]
+    return problems
+
+
+def _structure_problems(directory: str | Path) -> list[str]:
     folder = Path(directory)
     file = folder / REPORT_FILE
     if not file.is_file():
@@ -518,6 +717,18 @@ def check_report(directory: str | Path) -> list[str]:
             problems.append(f"figure {target} is not a PNG file")
     if sum(line.startswith(TIMESTAMP_PREFIX) for line in lines) != 1:
         problems.append(f"expected one line starting with '{TIMESTAMP_PREFIX.strip()}'")
+    if FORMAT_MARKER not in lines:
+        problems.append(
+            f"no '{FORMAT_MARKER}' line (written by an older srpo, which did not mark missing "
+            "data): regenerate the report"
+        )
+    for line in lines:
+        if (
+            line.startswith(MARKER_PREFIX)
+            and line != FORMAT_MARKER
+            and not _MISSING.fullmatch(line)
+        ):
+            problems.append(f"malformed srpo marker: {line}")
     return problems
 
 
