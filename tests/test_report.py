@@ -273,15 +273,15 @@ def test_runs_without_cross_play_say_how_to_get_it(lab, tmp_path):
     )
     # One run: no pool to play, which is no gap; the held-out zoo has no result for it.
     assert check_report(out) == [
-        f"section 'Leaderboard': 1 runs without results against a held-out zoo; fill with: {fill}"
+        f"section 'Leaderboard': 1 run without results against a held-out zoo; fill with: {fill}"
     ]
     assert "these runs have 1: nothing to play" in _section(text, "Cross-play")
     assert "Only one tau (tau=1) among these runs" in _section(text, "Tau ablation")
     board = _section(text, "Leaderboard")
     assert "<!-- srpo:missing section=leaderboard count=1 fill=" in board
     assert (
-        f"Leaderboard: 1 of 1 finished runs have no stored result against a held-out zoo for --episodes 40 --seed 0; fill them with: `{fill}`"
-        in board
+        "Leaderboard: 1 of 1 finished runs have no stored result against a held-out zoo "
+        f"for --episodes 40 --seed 0; fill them with: `{fill}`" in board
     )
     assert sorted(p.name for p in out.iterdir()) == [
         "learning_free_riding.png",

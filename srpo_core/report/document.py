@@ -56,11 +56,11 @@ FORMAT_MARKER = "<!-- srpo:report format=2 -->"
 without it (one written before the markers existed could be incomplete unmarked)."""
 MARKER_PREFIX = "<!-- srpo:"
 MISSING_SECTIONS = {
-    "cross-play": ("Cross-play", "seatings without a stored result"),
-    "tau-ablation": ("Tau ablation", "settings without TP or CP"),
-    "leaderboard": ("Leaderboard", "runs without results against a held-out zoo"),
+    "cross-play": ("Cross-play", "seating", "without a stored result"),
+    "tau-ablation": ("Tau ablation", "setting", "without TP or CP"),
+    "leaderboard": ("Leaderboard", "run", "without results against a held-out zoo"),
 }
-"""Marker section slug -> (heading, what its count counts)."""
+"""Marker section slug -> (heading, what its count counts, and how it falls short)."""
 _MISSING = re.compile(
     r"<!-- srpo:missing section=(?P<section>[a-z-]+) count=(?P<count>[1-9][0-9]*)"
     r'(?: fill=(?P<fill>"(?:[^"\\]|\\.)*"))? -->'
@@ -85,9 +85,11 @@ class Missing:
         return f"<!-- srpo:missing section={self.section} count={self.count}{fill} -->"
 
     def problem(self) -> str:
-        heading, what = MISSING_SECTIONS.get(self.section, (self.section, "missing results"))
+        heading, noun, lack = MISSING_SECTIONS.get(
+            self.section, (self.section, "result", "missing")
+        )
         fix = f"; fill with: {self.fill}" if self.fill else ""
-        return f"section '{heading}': {self.count} {what}{fix}"
+        return f"section '{heading}': {self.count} {noun}{'s' * (self.count != 1)} {lack}{fix}"
 
 
 @dataclass(frozen=True)
