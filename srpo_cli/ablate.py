@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +14,7 @@ from rich.table import Table
 from srpo_cli.common import (
     JsonOption,
     RegistryOption,
+    check_seconds,
     command_line,
     console,
     err_console,
@@ -62,10 +64,19 @@ def ablate(
         bool, typer.Option("--crossplay", help="Then cross-play the whole population (TP/CP).")
     ] = False,
     episodes: Annotated[int, typer.Option(help="Cross-play episodes per seating.")] = 100,
+    log_every_s: Annotated[
+        float,
+        typer.Option(
+            "--log-every-s",
+            help="When stdout is not a terminal: a line with the sweep's state every this many "
+            "seconds.",
+        ),
+    ] = 30.0,
     registry: RegistryOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Run a grid of trainings (resumable: rerun the same command to continue it)."""
+    check_seconds(log_every_s, "--log-every-s")
     import os
 
     from srpo_core import sweep as sw
@@ -95,7 +106,7 @@ def ablate(
     with Registry(registry) as reg:
         jobs, done = sw.pending_jobs(reg, plan)
         executor = sw.LocalExecutor()
-        failures = _run(reg, plan, jobs, executor, workers, quiet=json_)
+        failures = _run(reg, plan, jobs, executor, workers, quiet=json_, every_s=log_every_s)
         runs = sw.point_runs(reg, plan)
         rows = [sw.summary_row(reg, p, runs.get(p.key)) for p in plan.points]
         pool = None
@@ -130,12 +141,18 @@ def ablate(
         raise typer.Exit(1)
 
 
-def _run(reg, plan, jobs, executor, workers: int, quiet: bool) -> list[tuple[Any, str]]:
+def _run(
+    reg, plan, jobs, executor, workers: int, quiet: bool, every_s: float
+) -> list[tuple[Any, str]]:
+    """Run the jobs, showing the grid from the registry as runs train: a live table on a
+    terminal, a line every ``every_s`` seconds in a log."""
     from srpo_core import sweep as sw
 
     queue = list(jobs)
     failures: list[tuple[Any, str]] = []
-    live = Live(console=console, auto_refresh=False, transient=False) if not quiet else None
+    on_terminal = not quiet and console.is_terminal
+    live = Live(console=console, auto_refresh=False, transient=False) if on_terminal else None
+    next_line = 0.0
     try:
         if live:
             live.start()
@@ -145,12 +162,14 @@ def _run(reg, plan, jobs, executor, workers: int, quiet: bool) -> list[tuple[Any
             for job, code, error in executor.finished():
                 if code != 0:
                     failures.append((job, redact(error) or f"exit code {code}"))
-            if live:
+            if not quiet:
                 runs = sw.point_runs(reg, plan)
-                live.update(
-                    _table(plan, [sw.summary_row(reg, p, runs.get(p.key)) for p in plan.points]),
-                    refresh=True,
-                )
+                rows = [sw.summary_row(reg, p, runs.get(p.key)) for p in plan.points]
+                if live:
+                    live.update(_table(plan, rows), refresh=True)
+                elif time.monotonic() >= next_line or not (queue or executor.busy):
+                    next_line = time.monotonic() + every_s
+                    console.print(_state_line(plan, rows), highlight=False, soft_wrap=True)
             time.sleep(POLL_SECONDS if (queue or executor.busy) else 0)
     except KeyboardInterrupt:
         executor.stop()
@@ -158,7 +177,18 @@ def _run(reg, plan, jobs, executor, workers: int, quiet: bool) -> list[tuple[Any
     finally:
         if live:
             live.stop()
+    if not quiet and not on_terminal:
+        runs = sw.point_runs(reg, plan)
+        console.print(_table(plan, [sw.summary_row(reg, p, runs.get(p.key)) for p in plan.points]))
     return failures
+
+
+def _state_line(plan, rows: list[dict]) -> str:
+    """One log line: how many runs are in each state and the steps trained so far."""
+    states = Counter(r["status"] for r in rows)
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    steps = sum(r["env_steps"] for r in rows)
+    return f"ablation {plan.ablation_id}: {len(rows)} runs: {counts}; {steps:,} env steps trained"
 
 
 def _table(plan, rows: list[dict]) -> Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from srpo_core.errors import UserError
 from srpo_core.redact import redact
 
 PIPE_WIDTH = 100_000
@@ -39,6 +41,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM ended a command; the message says what to do next. The CLI prints
     it as ``error: interrupted: MESSAGE`` and exits 130."""
+
+
+def check_seconds(value: float, option: str) -> None:
+    """A duration option: a finite number of seconds >= 0."""
+    if not (math.isfinite(value) and value >= 0):
+        raise UserError(f"{option} must be a number of seconds >= 0, got {value}")
 
 
 def print_json(data: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 from typing import Annotated
@@ -13,6 +12,7 @@ from srpo_cli.common import (
     Interrupted,
     JsonOption,
     RegistryOption,
+    check_seconds,
     command_line,
     console,
     print_json,
@@ -74,8 +74,7 @@ def train(
     from srpo_core import train as training
     from srpo_core.registry import Registry
 
-    if not (math.isfinite(log_every_s) and log_every_s >= 0):
-        raise UserError(f"--log-every-s must be a number of seconds >= 0, got {log_every_s}")
+    check_seconds(log_every_s, "--log-every-s")
     if resume:
         given = [env, game, role, algo, tau, eps, seed, steps, device, preset, set_, config_from]
         if any(v for v in given if v not in (None, [])):
@@ -96,6 +95,9 @@ def train(
             sets=set_ or [],
             base=base,
         )
+        if not json_:  # stdout, before the run starts: stderr is for the error line alone
+            for line in training.notices(config):
+                console.print(text(line), highlight=False, soft_wrap=True)
         reg = Registry(registry)  # created only once the config is known to be valid
     signal.signal(signal.SIGTERM, _interrupt)
     command = command_line(sys.argv[1:])
@@ -165,6 +167,4 @@ def _where_it_stopped(reg, display: TrainingDisplay, resumed: str | None) -> str
         run_id, latest = display.last.run_id if display.last else resumed, None
     saved = "no checkpoint yet" if latest is None else f"last checkpoint at step {latest.step:,}"
     where = f" at {display.last.env_steps:,} env steps" if display.last else ""
-    return (
-        f"run {run_id} stopped{where} ({saved}); continue it with: srpo train --resume {run_id}"
-    )
+    return f"run {run_id} stopped{where} ({saved}); continue it with: srpo train --resume {run_id}"

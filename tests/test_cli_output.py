@@ -59,3 +59,12 @@ def test_version(cli) -> None:
     from srpo_core.registry.store import package_version
 
     assert cli("--version").stdout == f"srpo {package_version()}\n"
+
+
+def test_a_sweep_logged_to_a_file_shows_its_state(cli) -> None:
+    grid = ["--env", "matrix", "--tau", "0,10", "--eps", "0.2", "--steps", "2000"]
+    proc = cli("ablate", *grid, "--name", "logged", "--workers", "1", "--log-every-s", "0")
+    states = [line for line in proc.stdout.splitlines() if line.startswith("ablation logged: ")]
+    assert states[-1] == "ablation logged: 2 runs: 2 finished; 4,096 env steps trained"
+    assert "pending" in states[0] or "running" in states[0]
+    assert "ablation logged" in proc.stdout.split(states[-1])[-1]  # then the final table
