@@ -14,6 +14,7 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,19 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
                 f"preset {path}: '{section}' must be a [{section}] table, got {values!r}"
             )
     return layers
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A stored config's nested sections as ``{"section.key": value}``; lists and scalars
+    are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def parse_set(pairs: list[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from srpo_core.config import flatten_config
 from srpo_core.errors import UserError
 
 if TYPE_CHECKING:
@@ -151,18 +152,6 @@ def replacing(path: Path, *, binary: bool = False) -> Iterator[Path]:
 
 
 # ---- compare ---------------------------------------------------------------------------------
-
-
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"run": {"seed": 0}}`` → ``{"run.seed": 0}``; lists and scalars are leaves."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten_config(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 _ABSENT = object()

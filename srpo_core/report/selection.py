@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from srpo_core.config import flatten_config
 from srpo_core.errors import UserError
 from srpo_core.leaderboard import Leaderboard, build_leaderboard
 from srpo_core.registry import Registry, RunInfo
@@ -83,18 +84,6 @@ def select(
     return Selection(f"zoo `{zoo}`", ("--zoo", zoo), query, tuple(runs), board)
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config sections -> {"section.key": value}."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 @dataclass(frozen=True)
 class Settings:
     keys: tuple[str, ...]
@@ -113,7 +102,7 @@ class Settings:
 
 
 def settings(runs: tuple[RunInfo, ...] | list[RunInfo]) -> Settings:
-    flat = {run.id: flatten(run.config) for run in runs}
+    flat = {run.id: flatten_config(run.config) for run in runs}
     all_keys = sorted({key for values in flat.values() for key in values} - NOT_SETTING_KEYS)
     keys = [
         key
