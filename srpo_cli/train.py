@@ -95,10 +95,10 @@ def train(
             sets=set_ or [],
             base=base,
         )
-        if not json_:  # stdout, before the run starts: stderr is for the error line alone
+        reg = Registry(registry)  # created only once the config is known to be valid
+        if not json_:  # stdout, once the run can start: stderr is for an error line alone
             for line in training.notices(config):
                 console.print(text(line), highlight=False, soft_wrap=True)
-        reg = Registry(registry)  # created only once the config is known to be valid
     signal.signal(signal.SIGTERM, _interrupt)
     command = command_line(sys.argv[1:])
     display = TrainingDisplay(console, every_s=log_every_s, quiet=json_)
