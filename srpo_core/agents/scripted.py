@@ -13,6 +13,8 @@ from typing import Any
 import torch
 
 from srpo_core.agents.distributions import Categorical
+from srpo_core.agents.gridworld_partners import PARTNERS as GRIDWORLD_PARTNERS
+from srpo_core.agents.gridworld_partners import partner as gridworld_partner
 from srpo_core.agents.hanabi_rules import HanabiRules
 from srpo_core.agents.memory_one import PROBES, probe
 from srpo_core.envs.overcooked_scripted import AGENTS as OVERCOOKED_AGENTS
@@ -93,6 +95,15 @@ def _ipd_probe(name: str) -> Callable[[Any], Any]:
     return build
 
 
+def _gridworld(name: str) -> Callable[[Any], Any]:
+    """A gridworld worker variant (`srpo_core.agents.gridworld_partners.PARTNERS`)."""
+
+    def build(env_config: Any) -> Any:
+        return gridworld_partner(name, env_config)
+
+    return build
+
+
 CATALOGUE: dict[str, Scripted] = {
     "tag/flee": Scripted("tag", "runner", _flee(0.0, 1.0), {"noise": 0.0, "activity": 1.0}),
     "tag/flee-noisy": Scripted("tag", "runner", _flee(0.3, 1.0), {"noise": 0.3, "activity": 1.0}),
@@ -107,5 +118,9 @@ CATALOGUE: dict[str, Scripted] = {
             "ipd", "agent", _ipd_probe(name), {"p_cooperate": list(p) if p else "U(0,1)"}
         )
         for name, p in PROBES.items()
+    },
+    **{
+        f"gridworld/{name}": Scripted("gridworld", "agent", _gridworld(name), dict(params))
+        for name, params in GRIDWORLD_PARTNERS.items()
     },
 }
