@@ -261,3 +261,72 @@ def _by_run(infos: list[Any], values: list[Any]) -> dict[str, Any]:
         i.id: None if isinstance(v, float) and math.isnan(v) else v
         for i, v in zip(infos, values, strict=True)
     }
+
+
+@app.command("tag")
+def tag(
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    tags: Annotated[list[str], typer.Argument(help="Tags (single lines, at most 200 characters).")],
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Take these tags off instead (each must be there).")
+    ] = False,
+    registry: RegistryOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Add tags to a run, or take them off with --remove; prints the run's tags after."""
+    from srpo_core.registry import Registry
+
+    with Registry(registry, create=False) as reg:
+        info = reg.tag_run(run, tags, remove=remove)
+    if json_:
+        print_json({"id": info.id, "tags": list(info.tags)})
+        return
+    shown = ", ".join(text(t) for t in info.tags) if info.tags else "(none)"
+    console.print(f"run {text(info.id)} tags: {shown}", highlight=False)
+
+
+@app.command("delete")
+def delete(
+    runs: Annotated[list[str], typer.Argument(help="Run ids or unique id prefixes.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask (needed when stdin is not a terminal).")
+    ] = False,
+    registry: RegistryOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Delete runs with their metrics, checkpoints and policies.
+
+    Refused, for all the runs given, while one of them is still training, has a policy in a
+    zoo, or has a policy in stored cross-play results. Checkpoint files shared with other
+    runs (same content) are kept.
+    """
+    from srpo_core.registry import Registry
+
+    with Registry(registry, create=False) as reg:
+        infos = reg.check_delete_runs(runs)
+        if not yes:
+            what = f"{len(infos)} run{'s' if len(infos) != 1 else ''}"
+            if not sys.stdin.isatty():
+                raise UserError(f"add --yes to delete {what}")
+            listed = ", ".join(text(i.id) for i in infos)
+            if not typer.confirm(f"delete {what} ({listed}) and their checkpoints?"):
+                raise UserError("not confirmed: nothing deleted")
+        done = reg.delete_runs([i.id for i in infos])
+    if json_:
+        print_json(asdict(done))
+    else:
+        console.print(
+            f"deleted {len(done.run_ids)} run(s) {text(', '.join(done.run_ids))}: "
+            f"{done.metrics} metric rows, {done.checkpoints} checkpoints, "
+            f"{done.policies} policies, {len(done.files_removed)} checkpoint files "
+            f"({done.files_shared} kept, shared with other runs)",
+            highlight=False,
+        )
+    if done.files_failed:
+        from srpo_cli.common import err_console
+
+        err_console.print(
+            f"warning: could not remove {len(done.files_failed)} checkpoint file(s): "
+            f"{text(', '.join(done.files_failed))}",
+            highlight=False,
+        )

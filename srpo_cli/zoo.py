@@ -241,3 +241,44 @@ def import_(
         f"{verb} zoo [bold]{escape(zoo.name)}[/bold] ({len(zoo.members)} members, "
         f"manifest {escape(str(zoo.manifest_sha256))})"
     )
+
+
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="Zoo name.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask (needed when stdin is not a terminal).")
+    ] = False,
+    force_frozen: Annotated[
+        bool,
+        typer.Option(
+            "--force-frozen",
+            help="Delete a frozen zoo too (results and leaderboards are pinned to it).",
+        ),
+    ] = False,
+    registry: RegistryOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Delete a zoo and its member list (its policies, runs and results stay)."""
+    import sys
+
+    from srpo_core.registry import Registry
+
+    with Registry(registry, create=False) as reg:
+        zoo = reg.get_zoo(name)
+        if zoo.frozen and not force_frozen:
+            reg.delete_zoo(name)  # refuses, with the reason
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UserError(f"add --yes to delete zoo '{name}'")
+            state = "frozen " if zoo.frozen else ""
+            if not typer.confirm(f"delete {state}zoo {name} ({len(zoo.members)} members)?"):
+                raise UserError("not confirmed: nothing deleted")
+        zoo = reg.delete_zoo(name, force_frozen=force_frozen)
+    if json_:
+        print_json(_zoo_dict(zoo) | {"deleted": True})
+        return
+    console.print(
+        f"deleted zoo [bold]{escape(zoo.name)}[/bold] ({len(zoo.members)} members)",
+        highlight=False,
+    )

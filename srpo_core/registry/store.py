@@ -35,13 +35,16 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    String,
     create_engine,
     delete,
     event,
     func,
     insert,
     inspect,
+    or_,
     select,
+    type_coerce,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
@@ -58,7 +61,16 @@ from srpo_core.redact import redact
 
 from . import migrations
 from .artifacts import ArtifactStore, sha256_hex
-from .models import Checkpoint, Metric, Policy, Run, canonical_json, utcnow
+from .models import (
+    Checkpoint,
+    CrossplayResult,
+    Metric,
+    Policy,
+    Run,
+    ZooMember,
+    canonical_json,
+    utcnow,
+)
 from .zoo_store import ZooStore
 
 if TYPE_CHECKING:
@@ -70,6 +82,8 @@ POLICY_KINDS = ("trained", "scripted", "random", "untuned")
 _ENDED_STATUSES = frozenset({"finished", "failed", "interrupted"})
 _MIN_PREFIX = 4
 _HEX = re.compile(r"[0-9a-f]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_TAG_LENGTH = 200
 # Execution option marking a transaction that only reads: on SQLite it starts with a plain
 # (deferred) BEGIN, which in WAL mode never waits for writers.
 _READ_ONLY = "srpo_read_only"
@@ -163,6 +177,22 @@ class PolicyInfo:
     kind: str
     spec: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeletedRuns:
+    """What `Registry.delete_runs` removed."""
+
+    run_ids: tuple[str, ...]
+    metrics: int
+    checkpoints: int
+    policies: int
+    files_removed: tuple[str, ...]
+    """Checkpoint files no remaining run refers to, removed from the artifact folder."""
+    files_shared: int
+    """Checkpoint files kept because another run's checkpoints have the same content."""
+    files_failed: tuple[str, ...]
+    """Files that could not be removed (the rows are gone all the same)."""
 
 
 def resolve_registry_url(url: str | None = None) -> str:
@@ -515,6 +545,160 @@ class Registry(ZooStore):
             infos = (self._run_info(r) for r in session.scalars(stmt) if wanted.issubset(r.tags))
             return list(itertools.islice(infos, limit))
 
+    def tag_run(
+        self, run_id_or_prefix: str, tags: Sequence[str], *, remove: bool = False
+    ) -> RunInfo:
+        """Add `tags` to a run (those it has already are kept once), or with `remove` take
+        them off (each must be there), in one transaction; returns the run after it.
+
+        A tag is a non-empty single line of at most 200 characters; credentials in it are
+        masked, as when a run is created."""
+        wanted = [redact(_check_tag(tag)) for tag in tags]
+        if not wanted:
+            raise RegistryError("give at least one tag")
+        with self._tx(write=True) as session:
+            row = self._find_run(session, run_id_or_prefix, lock=True)
+            current = list(row.tags)
+            if remove:
+                missing = [tag for tag in dict.fromkeys(wanted) if tag not in current]
+                if missing:
+                    listed = ", ".join(repr(tag) for tag in missing)
+                    raise RegistryError(f"run {row.id} has no tag {listed}; nothing changed")
+                row.tags = [tag for tag in current if tag not in wanted]
+            else:
+                row.tags = list(dict.fromkeys([*current, *wanted]))
+            row.updated_at = utcnow()
+            session.flush()
+            return self._run_info(row)
+
+    def check_delete_runs(self, runs: Sequence[str]) -> list[RunInfo]:
+        """The runs `delete_runs` would delete (ids or unique prefixes, each once), or the
+        RegistryError it would raise; changes nothing."""
+        with self._tx(write=False) as session:
+            return [self._run_info(row) for row in self._deletable_runs(session, runs)]
+
+    def delete_runs(self, runs: Sequence[str]) -> DeletedRuns:
+        """Delete runs (ids or unique prefixes) with their metrics, checkpoint rows and
+        policies, all in one transaction; any run that cannot go stops them all (see
+        `_deletable_runs`). After the commit, checkpoint files no remaining checkpoint row
+        refers to are removed from the artifact folder (files are content-addressed, so other
+        runs may share one)."""
+        with self._tx(write=True) as session:
+            rows = self._deletable_runs(session, runs, lock=True)
+            ids = [row.id for row in rows]
+            shas = set(session.scalars(select(Checkpoint.sha256).where(Checkpoint.run_id.in_(ids))))
+            counts = {
+                model.__tablename__: int(
+                    session.execute(delete(model).where(model.run_id.in_(ids))).rowcount
+                )
+                for model in (Metric, Checkpoint, Policy)
+            }
+            session.execute(delete(Run).where(Run.id.in_(ids)))
+        with self._tx(write=False) as session:
+            shared = set(
+                session.scalars(select(Checkpoint.sha256).where(Checkpoint.sha256.in_(shas)))
+            )
+        removed: list[str] = []
+        failed: list[str] = []
+        for sha in sorted(shas - shared):
+            if not _SHA256.fullmatch(sha):  # never a path outside the artifact folder
+                failed.append(sha)
+                continue
+            file = self.artifact_dir / ArtifactStore.relative_path(sha)
+            try:
+                file.unlink(missing_ok=True)
+            except OSError:
+                failed.append(str(file))
+            else:
+                removed.append(str(file))
+        return DeletedRuns(
+            run_ids=tuple(ids),
+            metrics=counts[Metric.__tablename__],
+            checkpoints=counts[Checkpoint.__tablename__],
+            policies=counts[Policy.__tablename__],
+            files_removed=tuple(removed),
+            files_shared=len(shas & shared),
+            files_failed=tuple(failed),
+        )
+
+    def _find_run(self, session: Session, run_id_or_prefix: str, *, lock: bool = False) -> Run:
+        """`get_run`'s lookup (an id or a unique prefix of ≥ 4 characters) in `session`."""
+        key = run_id_or_prefix.strip().lower()
+        row = session.get(Run, key, with_for_update=lock)
+        if row is None and len(key) >= _MIN_PREFIX and _HEX.fullmatch(key):
+            ids = session.scalars(select(Run.id).where(Run.id.startswith(key))).all()
+            if len(ids) > 1:
+                raise RegistryError(
+                    f"run id prefix {key!r} matches {len(ids)} runs in {self._shown}; "
+                    "type more characters"
+                )
+            row = session.get(Run, ids[0], with_for_update=lock) if ids else None
+        if row is None:
+            hint = f" (give at least {_MIN_PREFIX} characters)" if len(key) < _MIN_PREFIX else ""
+            raise NotFoundError(f"no run {run_id_or_prefix!r} in {self._shown}{hint}")
+        return row
+
+    def _deletable_runs(
+        self, session: Session, runs: Sequence[str], *, lock: bool = False
+    ) -> list[Run]:
+        """The rows of `runs` (each once), refusing with one RegistryError naming every
+        reason when any of them is still training (a live lease), has a policy in a zoo, or
+        has a policy in stored cross-play results (as the agent or as a partner)."""
+        if not runs:
+            raise RegistryError("give at least one run")
+        rows: dict[str, Run] = {}
+        for given in runs:
+            row = self._find_run(session, given, lock=lock)
+            rows.setdefault(row.id, row)
+        ids = list(rows)
+        problems: list[str] = []
+        for row in rows.values():
+            if self._live(row):
+                problems.append(
+                    f"run {row.id} is still training (pid {row.lease_pid} on host "
+                    f"{row.lease_host}): stop it first"
+                )
+        members = session.execute(
+            select(ZooMember.zoo, Policy.run_id)
+            .join(Policy, Policy.id == ZooMember.policy_ref)
+            .where(Policy.run_id.in_(ids))
+            .distinct()
+            .order_by(Policy.run_id, ZooMember.zoo)
+        ).all()
+        zoos: dict[str, list[str]] = {}
+        for zoo, run_id in members:
+            zoos.setdefault(run_id, []).append(zoo)
+        for run_id, names in zoos.items():
+            listed = ", ".join(repr(name) for name in names)
+            problems.append(
+                f"run {run_id} has policies in zoo {listed}: delete the zoo first "
+                "(`srpo zoo delete`)"
+            )
+        results: dict[str, int] = {}
+        # Refs are `<run id>/<role>`; the hex id needs no LIKE escaping, and each candidate
+        # row is confirmed on its parsed refs. The partners JSON is matched as plain text.
+        near = [
+            CrossplayResult.agent_ref.startswith(f"{run_id}/")
+            | type_coerce(CrossplayResult.partners, String).contains(run_id)
+            for run_id in ids
+        ]
+        for i in range(0, len(near), 100):
+            for row in session.scalars(select(CrossplayResult).where(or_(*near[i : i + 100]))):
+                refs = {row.agent_ref}
+                refs.update(p.get("ref") for p in row.partners.values() if isinstance(p, dict))
+                for run_id in {str(ref).partition("/")[0] for ref in refs if ref} & set(ids):
+                    results[run_id] = results.get(run_id, 0) + 1
+        for run_id in ids:
+            if results.get(run_id):
+                n = results[run_id]
+                problems.append(
+                    f"run {run_id} has policies in {n} stored cross-play result"
+                    f"{'s' if n != 1 else ''}"
+                )
+        if problems:
+            raise RegistryError("nothing deleted: " + "; ".join(problems))
+        return list(rows.values())
+
     # ---- metrics ----------------------------------------------------------------------------
 
     def log_metrics(self, run_id: str, rows: Sequence[tuple[int, Mapping[str, float]]]) -> None:
@@ -752,6 +936,20 @@ def _policy_info(row: Policy) -> PolicyInfo:
         spec=row.spec,
         created_at=row.created_at,
     )
+
+
+def _check_tag(tag: str) -> str:
+    """A run tag as given, refused unless it is a non-empty single line of at most
+    MAX_TAG_LENGTH characters."""
+    if not tag.strip():
+        raise RegistryError("a tag cannot be empty")
+    if tag.splitlines() != [tag] or any(not ch.isprintable() and ch != " " for ch in tag):
+        raise RegistryError(f"a tag must be a single line of printable characters, not {tag!r}")
+    if len(tag) > MAX_TAG_LENGTH:
+        raise RegistryError(
+            f"a tag has at most {MAX_TAG_LENGTH} characters, got {len(tag)}: {tag[:40]!r}..."
+        )
+    return tag
 
 
 def _to_db_float(value: float) -> float | None:

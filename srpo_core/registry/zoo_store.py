@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .artifacts import ArtifactStore
@@ -262,6 +262,24 @@ class ZooStore:
                 raise RegistryError(f"zoo {name!r} is already frozen")
             zoo.frozen_at = utcnow()
             zoo.manifest_sha256 = manifest_sha256
+
+    def delete_zoo(self, name: str, *, force_frozen: bool = False) -> ZooInfo:
+        """Delete a zoo and its member rows (never the policies, runs or results) in one
+        transaction; returns the zoo as it was. A frozen zoo is refused unless
+        ``force_frozen``: results and leaderboards are pinned to frozen zoos."""
+        from .store import RegistryError
+
+        with self._tx(write=True) as session:
+            row = self._zoo_row(session, name)
+            info = self._zoo_info(session, row)
+            if row.frozen_at is not None and not force_frozen:
+                raise RegistryError(
+                    f"zoo {name!r} is frozen: frozen zoos are what results and leaderboards "
+                    "are pinned to; give --force-frozen to delete it anyway"
+                )
+            session.execute(delete(ZooMember).where(ZooMember.zoo == name))
+            session.delete(row)
+        return info
 
     def get_zoo(self, name: str) -> ZooInfo:
         with self._tx(write=False) as session:
