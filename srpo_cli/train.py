@@ -137,9 +137,21 @@ def train(
             console.print("  " + "  ".join(f"{text(k)} {v:.4f}" for k, v in headline.items()))
 
 
+HEADLINE_KEYS = (
+    "eval/return",
+    "eval/free_riding",
+    "eval/score",  # Hanabi
+    "eval/learners/cooperation",  # IPD
+    "eval/sparse_reward",  # Overcooked: delivery reward alone
+    "eval/collisions",  # Tag
+)
+"""Each env family's main numbers, shown at the end of a run when it logged them."""
+
+
 def _is_headline(key: str) -> bool:
-    """The final numbers worth a glance: joint return, free-riding, action probabilities."""
-    return key in ("eval/return", "eval/free_riding") or (
+    """The final numbers worth a glance: each env's main metrics, the action probabilities
+    of small games."""
+    return key in HEADLINE_KEYS or (
         key.startswith("agent") and key.count("/") == 2 and "/p/" in key
     )
 

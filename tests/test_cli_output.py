@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 LINE = re.compile(
     r"run (?P<run>[0-9a-f]{12})  (?P<done>[\d,]+)/(?P<budget>[\d,]+) steps \(\d+%\)  "
     r"[\d,]+ SPS  return (-|-?\d+\.\d{3})  elapsed \d+:\d\d:\d\d  ETA (-|\d+:\d\d:\d\d)"
@@ -68,3 +70,13 @@ def test_a_sweep_logged_to_a_file_shows_its_state(cli) -> None:
     assert states[-1] == "ablation logged: 2 runs: 2 finished; 4,096 env steps trained"
     assert "pending" in states[0] or "running" in states[0]
     assert "ablation logged" in proc.stdout.split(states[-1])[-1]  # then the final table
+
+
+@pytest.mark.parametrize(
+    ("env", "main_metric"), [("hanabi", "eval/score"), ("ipd", "eval/learners/cooperation")]
+)
+def test_the_summary_shows_each_envs_main_metric(cli, env: str, main_metric: str) -> None:
+    tiny = ["--set", "ppo.num_envs=4", "--set", "ppo.num_steps=8", "--set", "run.eval_episodes=2"]
+    proc = cli("train", "--env", env, "--steps", "10", *tiny)
+    summary = proc.stdout.splitlines()[-1]
+    assert re.search(rf"(^|  ){re.escape(main_metric)} -?\d+\.\d{{4}}(  |$)", summary.strip())
