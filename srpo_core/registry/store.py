@@ -499,22 +499,8 @@ class Registry(ZooStore):
 
     def get_run(self, run_id_or_prefix: str) -> RunInfo:
         """The run with this id, or the only run whose id starts with it (≥ 4 characters)."""
-        key = run_id_or_prefix.strip().lower()
         with self._tx(write=False) as session:
-            row = session.get(Run, key)
-            if row is None and len(key) >= _MIN_PREFIX and _HEX.fullmatch(key):
-                ids = session.scalars(select(Run.id).where(Run.id.startswith(key))).all()
-                if len(ids) > 1:
-                    raise RegistryError(
-                        f"run id prefix {key!r} matches {len(ids)} runs in {self._shown}; "
-                        "type more characters"
-                    )
-                row = session.get(Run, ids[0]) if ids else None
-            if row is None:
-                short = len(key) < _MIN_PREFIX
-                hint = f" (give at least {_MIN_PREFIX} characters)" if short else ""
-                raise NotFoundError(f"no run {run_id_or_prefix!r} in {self._shown}{hint}")
-            return self._run_info(row)
+            return self._run_info(self._find_run(session, run_id_or_prefix))
 
     def list_runs(
         self,
@@ -622,7 +608,7 @@ class Registry(ZooStore):
         )
 
     def _find_run(self, session: Session, run_id_or_prefix: str, *, lock: bool = False) -> Run:
-        """`get_run`'s lookup (an id or a unique prefix of ≥ 4 characters) in `session`."""
+        """A run by id or unique prefix of ≥ 4 characters, in `session`."""
         key = run_id_or_prefix.strip().lower()
         row = session.get(Run, key, with_for_update=lock)
         if row is None and len(key) >= _MIN_PREFIX and _HEX.fullmatch(key):
