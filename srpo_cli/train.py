@@ -20,7 +20,6 @@ from srpo_cli.common import (
 )
 from srpo_cli.progress import TrainingDisplay
 from srpo_core.errors import UserError
-from srpo_core.redact import redact
 
 
 def _interrupt(signum, frame):  # SIGTERM ends a run like Ctrl-C: status 'interrupted'
@@ -112,7 +111,7 @@ def train(
                     config,
                     reg,
                     command=command,
-                    tags=[redact(t) for t in tag or []],
+                    tags=tag or [],  # the registry masks credentials in what it stores
                     on_progress=display.update,
                 )
     except KeyboardInterrupt:
@@ -124,7 +123,7 @@ def train(
                 "status": result.status,
                 "env_steps": result.env_steps,
                 "hero_samples": result.hero_samples,
-                "registry": redact(reg.url),
+                "registry": reg.shown,
                 "metrics": result.metrics,
             }
         )
