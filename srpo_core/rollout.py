@@ -61,6 +61,8 @@ class Episodes:
     length: torch.Tensor
     """[E] steps."""
     info: dict[str, torch.Tensor] = field(default_factory=dict)
+    env: torch.Tensor | None = None
+    """[E] the env of the batch each episode was played in (None where not tracked)."""
 
     def select(self, index: torch.Tensor) -> Episodes:
         """The episodes picked by a boolean mask or index tensor."""
@@ -69,7 +71,14 @@ class Episodes:
             cost=self.cost[:, index],
             length=self.length[index],
             info={k: v[index] for k, v in self.info.items()},
+            env=None if self.env is None else self.env[index],
         )
+
+    def split(self, members: int, num_envs: int) -> list[Episodes]:
+        """Per member of a population whose batch of ``num_envs`` envs splits into equal
+        consecutive slices, the episodes played in its slice."""
+        owner = self.env // (num_envs // members)
+        return [self.select(owner == k) for k in range(members)]
 
     @property
     def count(self) -> int:
@@ -153,7 +162,7 @@ class Runner:
         before = torch.cat([torch.full_like(last_end[:1], -1), last_end[:-1]])[t, b]
         columns = totals[t, :, b] - padded[before + 1, :, b]  # [E, rows]
         self.sums = totals[-1] - padded[last_end[-1] + 1, :, envs].T
-        return self.episodes(columns.T.float())
+        return self.episodes(columns.T.float(), b)
 
     def mask(self, agent: int) -> torch.Tensor | None:
         """The action mask ``agent`` samples under now: its legal actions when it acts, every
@@ -164,10 +173,10 @@ class Runner:
         legal = self.legal[agent]
         return legal if self.acting is None else legal | ~self.acting[agent].unsqueeze(-1)
 
-    def episodes(self, columns: torch.Tensor) -> Episodes:
+    def episodes(self, columns: torch.Tensor, env: torch.Tensor) -> Episodes:
         n = self.env.num_agents
         info = {key: columns[2 * n + 1 + j] for j, key in enumerate(self.info_keys or ())}
-        return Episodes(columns[:n], columns[n : 2 * n], columns[2 * n], info)
+        return Episodes(columns[:n], columns[n : 2 * n], columns[2 * n], info, env)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -192,6 +201,45 @@ class Runner:
         self.acting = acting.to(device) if acting is not None else None
 
 
+class MemberGenerators:
+    """One generator per member of a population: a batch of envs splits into equal
+    consecutive slices, and each member's slice draws from its own generator, so a member
+    draws the same numbers whichever members share the batch."""
+
+    def __init__(self, generators: list[torch.Generator]) -> None:
+        self.generators = generators
+
+    def _parts(self, dist: Distribution) -> list[Distribution]:
+        rows = (dist.raw if isinstance(dist, Categorical) else dist.mean).shape[0]
+        width = rows // len(self.generators)
+        return [dist[k * width : (k + 1) * width] for k in range(len(self.generators))]
+
+    def noise(self, dist: Distribution, steps: int) -> torch.Tensor:
+        parts = zip(self._parts(dist), self.generators, strict=True)
+        return torch.cat([part.noise(steps, g) for part, g in parts], 1)
+
+    def sample(self, dist: Distribution) -> torch.Tensor:
+        parts = zip(self._parts(dist), self.generators, strict=True)
+        return torch.cat([part.sample(g) for part, g in parts])
+
+
+Rng = torch.Generator | MemberGenerators
+"""A run's generator, or a population's generators (one per member)."""
+
+
+def draw_noise(dist: Distribution, steps: int, rng: Rng) -> torch.Tensor:
+    """Sampling noise for ``steps`` draws of ``dist`` (`Distribution.noise`)."""
+    if isinstance(rng, MemberGenerators):
+        return rng.noise(dist, steps)
+    return dist.noise(steps, rng)
+
+
+def draw_sample(dist: Distribution, rng: Rng) -> torch.Tensor:
+    if isinstance(rng, MemberGenerators):
+        return rng.sample(dist)
+    return dist.sample(rng)
+
+
 def stack_steps(steps: list[Step]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Consecutive steps' rewards and costs [T, num_agents, B] and dones [T, B]."""
     return (
@@ -204,13 +252,16 @@ def stack_steps(steps: list[Step]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 def concat(episodes: list[Episodes], num_agents: int) -> Episodes:
     """Episodes side by side; zero columns when the list is empty."""
     if not episodes:
-        return Episodes(torch.zeros(num_agents, 0), torch.zeros(num_agents, 0), torch.zeros(0))
+        empty = torch.zeros(num_agents, 0)
+        return Episodes(empty, empty, torch.zeros(0), env=torch.zeros(0, dtype=torch.long))
     keys = episodes[0].info.keys()
+    envs = [e.env for e in episodes]
     return Episodes(
         reward=torch.cat([e.reward for e in episodes], 1),
         cost=torch.cat([e.cost for e in episodes], 1),
         length=torch.cat([e.length for e in episodes]),
         info={k: torch.cat([e.info[k] for e in episodes]) for k in keys},
+        env=None if any(env is None for env in envs) else torch.cat(envs),
     )
 
 
@@ -219,7 +270,7 @@ def collect(
     runner: Runner,
     seats: list[Seat],
     num_steps: int,
-    generator: torch.Generator,
+    generator: Rng,
     frozen: Collection[int] = (),
 ) -> tuple[list[dict[str, torch.Tensor]], Episodes]:
     """Play ``num_steps`` steps; per seat a dict of [T, B, ...] tensors (obs, actions, logp,
@@ -249,7 +300,7 @@ def collect(
             mask = runner.mask(i)
             dist = seat.distribution(runner.obs[i], mask)
             if t == 0:  # the whole rollout's sampling noise in one draw per seat
-                noise.append(dist.noise(num_steps, generator).unbind(0))
+                noise.append(draw_noise(dist, num_steps, generator).unbind(0))
             action = dist.sample_with(noise[i][t])
             obs[i].append(runner.obs[i])
             actions[i].append(action)
@@ -295,7 +346,7 @@ def collect(
 
 @torch.no_grad()
 def play_episodes(
-    env: BatchedEnv, seats: list[Seat], generator: torch.Generator, max_steps: int = 100_000
+    env: BatchedEnv, seats: list[Seat], generator: Rng, max_steps: int = 100_000
 ) -> Episodes:
     """The first episode of every env in the batch (one episode per env), with sampled
     actions; the evaluation primitive behind training evals and, later, cross-play."""
@@ -307,7 +358,7 @@ def play_episodes(
     order: list[torch.Tensor] = []
     for _ in range(max_steps):
         actions = [
-            seat.distribution(obs, runner.mask(i)).sample(generator)
+            draw_sample(seat.distribution(obs, runner.mask(i)), generator)
             for i, (seat, obs) in enumerate(zip(seats, runner.obs, strict=True))
         ]
         step, finished = runner.step(actions)

@@ -87,12 +87,50 @@ class BatchedEnv(ABC):
     agents: tuple[str, ...]
     obs_dims: tuple[int, ...]
     action_spaces: tuple[ActionSpace, ...]
+    member_seeded = False
+    """True for envs that draw every random number through `rand`, so that the members of a
+    population can share one env batch (`split_generators`)."""
 
     def __init__(self, num_envs: int, device: torch.device, seed: int) -> None:
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        self.generators = [self.generator]
+        """One per member of a population, each drawing for its own equal slice of the
+        batch (one for a plain env)."""
+
+    def split_generators(self, seeds: list[int]) -> None:
+        """Give each of ``len(seeds)`` consecutive, equal slices of the batch (a population's
+        members) a generator of its own seed, so a member's envs draw the same numbers
+        whichever members share the batch. Only for `member_seeded` envs."""
+        if not self.member_seeded:
+            raise TypeError(f"{type(self).__name__} cannot split its random numbers by member")
+        if self.num_envs % len(seeds):
+            raise ValueError("the batch must split into equal slices, one per member")
+        self.generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+        self.generator = self.generators[0]
+
+    def rand(self, *lead: int) -> torch.Tensor:
+        """Uniform numbers [*lead, num_envs], each member's slice from its own generator."""
+        if len(self.generators) == 1:
+            return torch.rand(*lead, self.num_envs, generator=self.generator, device=self.device)
+        width = self.num_envs // len(self.generators)
+        parts = [torch.rand(*lead, width, generator=g, device=self.device) for g in self.generators]
+        return torch.cat(parts, -1)
+
+    def rng_state(self) -> torch.Tensor | list[torch.Tensor]:
+        """The generator's state; with members, a list of theirs."""
+        if len(self.generators) == 1:
+            return self.generator.get_state()
+        return [g.get_state() for g in self.generators]
+
+    def load_rng_state(self, states: torch.Tensor | list[torch.Tensor]) -> None:
+        states = [states] if isinstance(states, torch.Tensor) else states
+        if len(states) != len(self.generators):
+            raise ValueError("the state has another number of members than this env")
+        for generator, state in zip(self.generators, states, strict=True):
+            generator.set_state(state.cpu())
 
     @property
     def num_agents(self) -> int:
@@ -114,7 +152,7 @@ class BatchedEnv(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically after a resume."""
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.rng_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        self.load_rng_state(state["generator"])

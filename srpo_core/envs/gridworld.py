@@ -188,6 +188,7 @@ def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 class GridworldEnv(BatchedEnv):
+    member_seeded = True
     agents = ("agent0", "agent1")
     obs_dims = (8, 8)
     action_spaces = (Discrete(5, ACTIONS), Discrete(5, ACTIONS))
@@ -280,7 +281,7 @@ class GridworldEnv(BatchedEnv):
     def state_dict(self) -> dict[str, Any]:
         pos, has, onions = decode(self.code)
         return {
-            "generator": self.generator.get_state(),
+            "generator": self.rng_state(),
             "positions": pos,
             "carrying": has,
             "onions": onions,
@@ -288,7 +289,7 @@ class GridworldEnv(BatchedEnv):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].cpu())
+        self.load_rng_state(state["generator"])
         self.code = encode(
             state["positions"].to(self.device),
             state["carrying"].to(self.device),
@@ -317,14 +318,14 @@ class GridworldEnv(BatchedEnv):
         return [obs, obs]
 
     def reset(self) -> list[torch.Tensor]:
-        u = torch.rand(self.num_envs, generator=self.generator, device=self.device)
+        u = self.rand()
         self.code = self.start_codes[torch.bucketize(u, self.swap_edge, right=True)]
         self.clock = 0
         return self._observe()
 
     def step(self, actions: list[torch.Tensor]) -> Step:
         a0, a1 = actions  # long in 0..4, not checked (hot path)
-        u = torch.rand(2, self.num_envs, generator=self.generator, device=self.device)
+        u = self.rand(2)
         k = torch.bucketize(u[0], self.k_edges, right=True)
         if self.agent1_first is not None:
             k = (k & 3) | self.agent1_first.long() * 4

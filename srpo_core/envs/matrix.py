@@ -57,6 +57,7 @@ class MatrixEnvConfig:
 
 
 class MatrixEnv(BatchedEnv):
+    member_seeded = True
     agents = ("agent0", "agent1")
     obs_dims = (1, 1)
 

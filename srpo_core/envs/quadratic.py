@@ -27,6 +27,7 @@ def rqe_mean(target: float, tau: float, eps: float) -> float:
 
 
 class QuadraticEnv(BatchedEnv):
+    member_seeded = True
     agents = ("agent0", "agent1")
     obs_dims = (1, 1)
     action_spaces = (Box(1), Box(1))

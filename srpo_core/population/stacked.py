@@ -1,0 +1,131 @@
+"""K members' networks of one spec as stacked tensors, run by batched matmuls.
+
+Each Linear layer of `ActorCritic` becomes a weight [K, in, out] (transposed, as
+``torch.baddbmm`` takes it) and a bias [K, 1, out]; a Gaussian policy's log-std becomes
+[K, 1, out]. Inputs are [K, N, in]: member k's rows only ever meet member k's weights, so
+each member computes what its own network would. Members are built as ordinary
+`ActorCritic` networks (same init, from each member's own generator) and can be taken
+out again as one (`member_state`), which is what checkpoints and the registry store.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
+from srpo_core.agents.networks import ACTIVATION_FNS, ACTIVATIONS_INPLACE, ActorCritic, NetSpec
+
+
+class StackedNet:
+    def __init__(self, nets: list[ActorCritic]) -> None:
+        first = nets[0]
+        self.spec: NetSpec = first.spec
+        self.members = len(nets)
+        names = {id(p): name for name, p in first.named_parameters()}
+        self.names = list(names.values())
+        per_member = [dict(net.named_parameters()) for net in nets]
+        self.params: dict[str, torch.Tensor] = {
+            name: _to_stacked(name, torch.stack([p[name].detach() for p in per_member]))
+            .contiguous()
+            .requires_grad_()
+            for name in self.names
+        }
+        self.actor = [(self.params[names[id(w)]], self.params[names[id(b)]]) for w, b in first._actor]
+        self.critic = [
+            (self.params[names[id(w)]], self.params[names[id(b)]]) for w, b in first._critic
+        ]
+        self.log_std = self.params.get("log_std")
+        self.discrete = self.log_std is None
+        self._activation = ACTIVATION_FNS[self.spec.activation]
+        self._activation_ = ACTIVATIONS_INPLACE[self.spec.activation]
+
+    @property
+    def has_critic(self) -> bool:
+        return bool(self.critic)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.params[name] for name in self.names]
+
+    def _forward(self, layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor):
+        grad = torch.is_grad_enabled()
+        for weight, bias in layers[:-1]:
+            x = torch.baddbmm(bias, x, weight)
+            x = self._activation(x) if grad else self._activation_(x)
+        weight, bias = layers[-1]
+        if weight.shape[-1] == 1:
+            # A one-output layer (the critic's head) as a product and a sum: a batched
+            # matmul with one member would go to a matrix-vector kernel that rounds
+            # differently, and a member's numbers must not depend on the population size.
+            return (x * weight.transpose(1, 2)).sum(-1, keepdim=True) + bias
+        return torch.baddbmm(bias, x, weight)
+
+    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
+        """obs [K, N, obs_dim] -> a distribution over [K, N] actions."""
+        out = self._forward(self.actor, obs)
+        if self.discrete:
+            return Categorical(out, mask)
+        return DiagGaussian(out, self.log_std.expand_as(out))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [K, N, obs_dim] -> V [K, N]."""
+        return self._forward(self.critic, obs).squeeze(-1)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's weights as its own `ActorCritic`'s state_dict."""
+        return {name: _from_stacked(name, self.params[name][k]).clone() for name in self.names}
+
+    @torch.no_grad()
+    def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        for name in self.names:
+            self.params[name][k].copy_(_to_stacked(name, state[name].unsqueeze(0))[0])
+
+
+def _to_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
+    """[K, *ActorCritic shape] -> the stacked layout."""
+    if name.endswith("weight"):
+        return value.transpose(1, 2)
+    return value.unsqueeze(1)  # bias, log_std: [K, 1, out]
+
+
+def _from_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
+    """One member's slice of the stacked layout -> its ActorCritic shape."""
+    return value.T if name.endswith("weight") else value.squeeze(0)
+
+
+class StackedSeat:
+    """A seat of a population's env batch (K x n envs, member-major) played by a stacked
+    net: what `rollout.collect` and `play_episodes` see as one policy. Inputs are
+    [..., K * n, dim] (a step, or a whole rollout [T, K * n, dim])."""
+
+    def __init__(self, net: StackedNet) -> None:
+        self.net = net
+        self.critic_head = True if net.has_critic else None
+
+    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
+        members = self.net.members
+        stacked = None if mask is None else to_members(mask, members)
+        dist = self.net.distribution(to_members(obs, members), stacked)
+        if isinstance(dist, Categorical):
+            return Categorical(from_members(dist.raw, obs.shape[:-1]))
+        lead = obs.shape[:-1]
+        return DiagGaussian(from_members(dist.mean, lead), from_members(dist.log_std, lead))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        values = self.net.value(to_members(obs, self.net.members))
+        return from_members(values.unsqueeze(-1), obs.shape[:-1]).squeeze(-1)
+
+
+def to_members(x: torch.Tensor, members: int) -> torch.Tensor:
+    """[..., K * n, d] (envs member-major) -> [K, prod(...) * n, d], each member's rows in
+    the order its own flattened batch would have them."""
+    *lead, rows, width = x.shape
+    x = x.reshape(*lead, members, rows // members, width)
+    return x.movedim(len(lead), 0).reshape(members, -1, width)
+
+
+def from_members(x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+    """The inverse of `to_members`: [K, prod(lead[:-1]) * n, d] -> [*lead, d]."""
+    members, _, width = x.shape
+    *outer, rows = lead
+    x = x.reshape(members, *outer, rows // members, width)
+    return x.movedim(0, len(outer)).reshape(*lead, width)
