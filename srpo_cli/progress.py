@@ -19,24 +19,24 @@ if TYPE_CHECKING:
 
 
 class TrainingDisplay:
-    """Shows `srpo_core.train.Progress` updates; remembers the latest for the end-of-run
-    and interruption messages (``last``)."""
+    """Shows `srpo_core.train.Progress` updates, one bar or line per run (a population
+    trains several); remembers the latest for the end-of-run and interruption messages
+    (``last``)."""
 
     def __init__(self, console: Console, *, every_s: float, quiet: bool = False) -> None:
         self.console = console
         self.every_s = every_s
         self.last: TrainProgress | None = None
         self._bar = None if quiet or not console.is_terminal else _bar(console)
-        self._task = None
+        self._tasks: dict[str, object] = {}
         self._lines = not quiet and not console.is_terminal
         self._start = time.monotonic()
-        self._next_line = 0.0
+        self._next_line: dict[str, float] = {}
         self._first_done: int | None = None
 
     def __enter__(self) -> Self:
         if self._bar is not None:
             self._bar.start()
-            self._task = self._bar.add_task("train", total=None, sps=0.0, ret="-")
         return self
 
     def __exit__(
@@ -55,8 +55,12 @@ class TrainingDisplay:
         self.last = progress
         ret = "-" if progress.eval_return is None else f"{progress.eval_return:.3f}"
         if self._bar is not None:
+            if progress.run_id not in self._tasks:
+                self._tasks[progress.run_id] = self._bar.add_task(
+                    progress.run_id, total=None, sps=0.0, ret="-"
+                )
             self._bar.update(
-                self._task,
+                self._tasks[progress.run_id],
                 completed=progress.done,
                 total=progress.budget,
                 sps=progress.sps,
@@ -64,8 +68,8 @@ class TrainingDisplay:
             )
         now = time.monotonic()
         finished = progress.done >= progress.budget
-        if self._lines and (now >= self._next_line or finished):
-            self._next_line = now + self.every_s
+        if self._lines and (now >= self._next_line.get(progress.run_id, 0.0) or finished):
+            self._next_line[progress.run_id] = now + self.every_s
             line = self._line(progress, ret, now - self._start)
             self.console.print(line, highlight=False, soft_wrap=True)
 
@@ -88,7 +92,7 @@ def _clock(seconds: float) -> str:
 
 def _bar(console: Console) -> Progress:
     return Progress(
-        TextColumn("[bold]training"),
+        TextColumn("[bold]training {task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("steps"),

@@ -41,6 +41,13 @@ def train(
     tau: Annotated[float | None, typer.Option(help="Risk aversion (SRPO); 0 is IPPO.")] = None,
     eps: Annotated[float | None, typer.Option(help="Bounded rationality (entropy bonus).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random component.")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Train one run per seed as one population (one batched computation): "
+            "N (seeds 0..N-1), A..B (inclusive) or a comma list of both.",
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Budget (run.steps).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.")] = None,
     preset: Annotated[
@@ -71,15 +78,21 @@ def train(
     """Train IPPO or SRPO; checkpoints and metrics go into the registry."""
     from srpo_core import config as cfg
     from srpo_core import train as training
+    from srpo_core.population.members import check_population
     from srpo_core.registry import Registry
 
     check_seconds(log_every_s, "--log-every-s")
+    population: list[int] = []
     if resume:
-        given = [env, game, role, algo, tau, eps, seed, steps, device, preset, set_, config_from]
-        if any(v for v in given if v not in (None, [])):
+        given = [env, game, role, algo, tau, eps, seed, seeds, steps, device, preset, set_]
+        if any(v for v in [*given, config_from] if v not in (None, [])):
             raise UserError("--resume takes no config options: a run resumes as it was")
         reg = Registry(registry, create=False)
     else:
+        if seeds is not None:
+            if seed is not None:
+                raise UserError("give --seed or --seeds, not both")
+            population = parse_seeds(seeds)
         base = None
         if config_from:
             with Registry(registry, create=False) as stored:
@@ -94,6 +107,9 @@ def train(
             sets=set_ or [],
             base=base,
         )
+        configs = [cfg.with_seed(config, s) for s in population]
+        if configs:
+            check_population(configs)
         reg = Registry(registry)  # created only once the config is known to be valid
         if not json_:  # stdout, once the run can start: stderr is for an error line alone
             for line in training.notices(config):
@@ -101,23 +117,33 @@ def train(
     signal.signal(signal.SIGTERM, _interrupt)
     command = command_line(sys.argv[1:])
     display = TrainingDisplay(console, every_s=log_every_s, quiet=json_)
+    members = training.population_runs(reg, resume) if resume else []
     try:
         with display:
-            if resume:
+            if members:
+                _announce_population_resume(reg, members, quiet=json_)
+                results = training.resume_population(members, reg, on_progress=display.update)
+            elif resume:
                 _announce_resume(reg, resume, quiet=json_)
-                result = training.resume(resume, reg, on_progress=display.update)
-            else:
-                result = training.train(
-                    config,
-                    reg,
-                    command=command,
-                    tags=tag or [],  # the registry masks credentials in what it stores
-                    on_progress=display.update,
+                results = [training.resume(resume, reg, on_progress=display.update)]
+            elif configs:
+                results = training.train_population(
+                    configs, reg, command=command, tags=tag or [], on_progress=display.update
                 )
+            else:
+                results = [
+                    training.train(
+                        config,
+                        reg,
+                        command=command,
+                        tags=tag or [],  # the registry masks credentials in what it stores
+                        on_progress=display.update,
+                    )
+                ]
     except KeyboardInterrupt:
         raise Interrupted(_where_it_stopped(reg, display, resume)) from None
     if json_:
-        print_json(
+        rows = [
             {
                 "run_id": result.run_id,
                 "status": result.status,
@@ -126,14 +152,50 @@ def train(
                 "registry": reg.shown,
                 "metrics": result.metrics,
             }
-        )
-    else:
+            for result in results
+        ]
+        print_json(rows if len(rows) > 1 or configs or members else rows[0])
+        return
+    for result in results:
         console.print(
             f"run [bold]{result.run_id}[/bold] {result.status}: {result.env_steps:,} env steps"
         )
         headline = {k: v for k, v in result.metrics.items() if _is_headline(k)}
         if headline:
             console.print("  " + "  ".join(f"{text(k)} {v:.4f}" for k, v in headline.items()))
+    if configs:
+        tag_of = next(t for t in reg.get_run(results[0].run_id).tags if t.startswith("population:"))
+        console.print(
+            f"population {tag_of.partition(':')[2]}: {len(results)} runs, tagged {tag_of}"
+        )
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``--seeds``: N (0..N-1), A..B (inclusive), or a comma list of those."""
+    seeds: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        low, sep, high = part.partition("..")
+        try:
+            if sep:
+                first, last = int(low), int(high)
+                if last < first:
+                    raise ValueError
+                seeds.extend(range(first, last + 1))
+            elif len(spec.split(",")) == 1:
+                count = int(part)
+                if count < 1:
+                    raise ValueError
+                seeds.extend(range(count))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise UserError(
+                f"--seeds expects N, A..B or a comma list (e.g. 30, 0..29, 0,5,7..9), got {spec!r}"
+            ) from None
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {spec!r} names a seed twice")
+    return seeds
 
 
 HEADLINE_KEYS = (
@@ -167,15 +229,30 @@ def _announce_resume(reg, run_id: str, *, quiet: bool) -> None:
         console.print(f"run {info.id} resumes from its checkpoint at step {latest.step:,}")
 
 
+def _announce_population_resume(reg, members, *, quiet: bool) -> None:
+    population = next(t for t in members[0].tags if t.startswith("population:"))
+    if quiet:
+        return
+    steps = set.intersection(*({c.step for c in reg.checkpoints(r.id)} for r in members))
+    where = f"its checkpoints at step {max(steps):,}" if steps else "step 0 (no checkpoint yet)"
+    console.print(f"{population} ({len(members)} runs) resumes from {where}")
+
+
 def _where_it_stopped(reg, display: TrainingDisplay, resumed: str | None) -> str:
-    """What an interrupted training says: the run, its last checkpoint, how to go on."""
+    """What an interrupted training says: the run (or population), its last checkpoint,
+    how to go on."""
     if display.last is None and resumed is None:
         return "before the run was created"
     try:
-        run_id = display.last.run_id if display.last else reg.get_run(resumed).id
-        latest = reg.latest_checkpoint(run_id)
+        run = reg.get_run(display.last.run_id if display.last else resumed)
+        run_id, latest = run.id, reg.latest_checkpoint(run.id)
+        population = next((t for t in run.tags if t.startswith("population:")), None)
     except UserError:  # the registry is what failed: say what is known
         run_id, latest = display.last.run_id if display.last else resumed, None
+        population = None
     saved = "no checkpoint yet" if latest is None else f"last checkpoint at step {latest.step:,}"
     where = f" at {display.last.env_steps:,} env steps" if display.last else ""
+    if population is not None:
+        pid = population.partition(":")[2]
+        return f"{population} stopped{where} ({saved}); continue it with: srpo train --resume {pid}"
     return f"run {run_id} stopped{where} ({saved}); continue it with: srpo train --resume {run_id}"

@@ -426,3 +426,8 @@ def resolve(
     if base is None or base.get("env", {}).get("name") != env:
         base = default_layers(env)
     return build_config(merge(base, explicit))
+
+
+def with_seed(config: Config, seed: int) -> Config:
+    """A copy of ``config`` with another ``run.seed`` (checked like any other value)."""
+    return build_config(merge(config.to_dict(), {"run": {"seed": seed}}))

@@ -7,6 +7,7 @@ env state, so a resumed run ends with exactly the weights of an uninterrupted on
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -20,9 +21,12 @@ from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
 from srpo_core.config import Config, build_config
 from srpo_core.envs import make_env
 from srpo_core.errors import UserError
-from srpo_core.registry import Registry
+from srpo_core.population.trainer import Population
+from srpo_core.registry import Registry, RunInfo
 from srpo_core.zoo import partner_seats, refuse_held_out
 
+POPULATION_TAG = "population:"
+"""Every member of a population carries the tag ``population:ID``."""
 FLUSH_SECONDS = 30.0
 """Metric rows and progress reach the registry at least this often, between checkpoints."""
 
@@ -194,6 +198,37 @@ def train(
     """Start a new run of ``config`` in ``registry`` and train it to its budget."""
     trainable, specs = build_trainable(config, registry)
     config.run.device = str(trainable.device)
+    run_id = _create_run(registry, config, specs, command, tags)
+    counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
+    members = Solo(trainable, config)
+    return _loop([run_id], [config], members, registry, counters, on_progress)[0]
+
+
+def train_population(
+    configs: list[Config],
+    registry: Registry,
+    *,
+    command: str = "",
+    tags: Sequence[str] = (),
+    on_progress: Callable[[Progress], None] | None = None,
+) -> list[TrainResult]:
+    """Train ``configs`` (runs of one shape, `population.members`) as one population: each
+    member an ordinary run, tagged ``population:ID``, trained in one batched computation."""
+    population = build_population(configs)
+    population_id = uuid.uuid4().hex[:12]
+    tags = [*tags, f"{POPULATION_TAG}{population_id}"]
+    run_ids = []
+    for config in configs:
+        config.run.device = str(population.device)
+        specs = population_specs(population, config)
+        run_ids.append(_create_run(registry, config, specs, command, tags))
+    counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
+    return _loop(run_ids, configs, population, registry, counters, on_progress)
+
+
+def _create_run(
+    registry: Registry, config: Config, specs: dict, command: str, tags: Sequence[str]
+) -> str:
     run_id = registry.create_run(
         env=config.env.name,
         algo=config.algo.name,
@@ -208,8 +243,39 @@ def train(
         registry.register_policy(
             run_id=run_id, role=role, env=config.env.name, kind="trained", spec=spec
         )
-    counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
-    return _loop(run_id, config, trainable, registry, counters, on_progress)
+    return run_id
+
+
+def build_population(configs: list[Config]) -> Population:
+    config = configs[0]
+    device = resolve_device(config.run.device)
+    torch.set_num_threads(config.run.threads)
+    return Population(configs, device)
+
+
+def population_specs(population: Population, config: Config) -> dict[str, dict]:
+    """The spec of each policy a member publishes (as `build_trainable` gives a solo run's)."""
+    return {
+        role: {"net": learner.net.spec.to_dict(), "env_config": asdict(config.env), "seats": [role]}
+        for role, learner in population.roles().items()
+    }
+
+
+def population_runs(registry: Registry, ref: str) -> list[RunInfo]:
+    """The members of the population ``ref`` names (a member run, or the population id),
+    in the order they were created; [] when ``ref`` is a run outside any population."""
+    tag = None
+    try:
+        run = registry.get_run(ref)
+        tag = next((t for t in run.tags if t.startswith(POPULATION_TAG)), None)
+        if tag is None:
+            return []
+    except UserError:
+        tag = f"{POPULATION_TAG}{ref}"
+    runs = registry.list_runs(tags=[tag])
+    if not runs:
+        raise UserError(f"no run or population '{ref}' in this registry")
+    return sorted(runs, key=lambda r: (r.created_at, r.id))
 
 
 def resume(
@@ -236,95 +302,197 @@ def resume(
         counters = checkpoints.load_resume_state(trainable, state, label)
     registry.delete_metrics_after(run.id, latest.step if latest else -1)
     registry.set_status(run.id, "running")
-    return _loop(run.id, config, trainable, registry, counters, on_progress)
+    return _loop([run.id], [config], Solo(trainable, config), registry, counters, on_progress)[0]
+
+
+def resume_population(
+    runs: list[RunInfo],
+    registry: Registry,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> list[TrainResult]:
+    """Continue an interrupted population (`population_runs`) from the latest step at
+    which every member has a checkpoint (from scratch if there is none), bit for bit."""
+    if all(run.status == "finished" for run in runs):
+        raise UserError(f"population of run {runs[0].id} already finished; nothing to resume")
+    configs = [build_config(run.config) for run in runs]
+    population = build_population(configs)
+    steps = set.intersection(*({c.step for c in registry.checkpoints(r.id)} for r in runs))
+    step = max(steps) if steps else None
+    counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
+    if step is not None:
+        states = []
+        for run in runs:
+            info = next(c for c in registry.checkpoints(run.id) if c.step == step)
+            state = checkpoints.from_bytes(registry.read_checkpoint(info))
+            label = f"checkpoint of run {run.id} at step {step}"
+            checkpoints.check_resume_state(state, MemberView(population, len(states)), label)
+            states.append(state)
+        population.load_state_dict([s["policies"] for s in states], [s["algo"] for s in states])
+        counters = states[0]["counters"]
+    for run in runs:
+        registry.delete_metrics_after(run.id, -1 if step is None else step)
+        registry.set_status(run.id, "running")
+    run_ids = [run.id for run in runs]
+    return _loop(run_ids, configs, population, registry, counters, on_progress)
+
+
+class Members(Protocol):
+    """What the run loop drives: a population's members side by side (`Solo` makes one
+    run's trainer a population of one)."""
+
+    device: torch.device
+
+    def iterate(self) -> list[Iteration]: ...
+
+    def set_lr_fraction(self, fraction: float) -> None: ...
+
+    def evaluate(self, episodes: int, seeds: list[int], final: bool = False) -> list[dict]: ...
+
+    def policy_states(self) -> list[dict[str, dict[str, torch.Tensor]]]: ...
+
+    def state_dict(self) -> list[dict[str, Any]]: ...
+
+
+class Solo:
+    """One run's `Trainable` as a population of one."""
+
+    def __init__(self, trainable: Trainable, config: Config) -> None:
+        self.trainable = trainable
+        self.config = config
+        self.device = trainable.device
+
+    def iterate(self) -> list[Iteration]:
+        return [self.trainable.iterate()]
+
+    def set_lr_fraction(self, fraction: float) -> None:
+        self.trainable.set_learning_rate(self.config.ppo.lr * fraction)
+
+    def evaluate(self, episodes: int, seeds: list[int], final: bool = False) -> list[dict]:
+        return [self.trainable.evaluate(episodes, seeds[0], final)]
+
+    def policy_states(self) -> list[dict[str, dict[str, torch.Tensor]]]:
+        return [self.trainable.policy_states()]
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [self.trainable.state_dict()]
+
+
+class MemberView:
+    """Member k of a population as `checkpoints.check_resume_state` reads a trainer."""
+
+    def __init__(self, population: Population, k: int) -> None:
+        self.population, self.k = population, k
+
+    def policy_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        return self.population.policy_states()[self.k]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.population.state_dict()[self.k]
 
 
 def _loop(
-    run_id: str,
-    config: Config,
-    trainable: Trainable,
+    run_ids: list[str],
+    configs: list[Config],
+    members: Members,
     registry: Registry,
     counters: dict[str, int],
     on_progress: Callable[[Progress], None] | None,
-) -> TrainResult:
-    run = config.run
-    budget_key = config.algo.budget
+) -> list[TrainResult]:
+    """Train every member to the budget (members share it and every cadence): log, evaluate,
+    checkpoint and report each as its own run."""
+    run = configs[0].run
+    budget_key = configs[0].algo.budget
     next_checkpoint = (
         (counters["env_steps"] // run.checkpoint_every + 1) * run.checkpoint_every
         if run.checkpoint_every
         else None
     )
-    pending: list[tuple[int, dict[str, float]]] = []
-    metrics: dict[str, float] = {}
-    eval_return = None
+    pending: list[list[tuple[int, dict[str, float]]]] = [[] for _ in run_ids]
+    metrics: list[dict[str, float]] = [{} for _ in run_ids]
+    eval_returns: list[float | None] = [None for _ in run_ids]
     window_start, window_steps = time.perf_counter(), counters["env_steps"]
 
-    registry.acquire_lease(run_id)  # refused while another process trains this run
+    for run_id in run_ids:
+        registry.acquire_lease(run_id)  # refused while another process trains the run
     last_flush = time.monotonic()
-    # Every flush renews the lease, so it happens at least once per heartbeat interval.
+    # Every flush renews the leases, so it happens at least once per heartbeat interval.
     flush_every = min(FLUSH_SECONDS, registry.heartbeat_s)
 
     def flush() -> None:
         nonlocal last_flush
-        registry.log_metrics(run_id, pending)
-        pending.clear()
-        registry.update_progress(
-            run_id, env_steps=counters["env_steps"], hero_samples=counters["hero_samples"]
-        )
+        for run_id, rows in zip(run_ids, pending, strict=True):
+            registry.log_metrics(run_id, rows)
+            registry.update_progress(
+                run_id, env_steps=counters["env_steps"], hero_samples=counters["hero_samples"]
+            )
+        for rows in pending:
+            rows.clear()
         last_flush = time.monotonic()
 
     def save() -> None:
-        policies = trainable.policy_states()
-        payload = checkpoints.to_bytes(policies, trainable.state_dict(), counters)
+        payloads = [
+            checkpoints.to_bytes(policies, state, counters)
+            for policies, state in zip(members.policy_states(), members.state_dict(), strict=True)
+        ]
         # Metric rows first: a stored checkpoint implies its rows are stored too.
         registry.retrying(flush)
-        registry.retrying(lambda: registry.save_checkpoint(run_id, counters["env_steps"], payload))
+        for run_id, payload in zip(run_ids, payloads, strict=True):
+            registry.retrying(
+                lambda: registry.save_checkpoint(run_id, counters["env_steps"], payload)  # noqa: B023
+            )
 
     def end(status: str, error: str) -> None:
-        """Best effort: if the registry itself failed, or another process took the run over
+        """Best effort: if the registry itself failed, or another process took a run over
         (its lease check refuses), the status stays as it is."""
-        try:
-            registry.set_status(run_id, status, error=error)
-        except UserError:
-            pass
+        for run_id in run_ids:
+            try:
+                registry.set_status(run_id, status, error=error)
+            except UserError:
+                pass
 
     def report(sps: float) -> None:
         if on_progress:
-            on_progress(
-                Progress(
-                    run_id=run_id,
-                    env_steps=counters["env_steps"],
-                    hero_samples=counters["hero_samples"],
-                    budget=run.steps,
-                    done=counters[budget_key],
-                    sps=sps,
-                    eval_return=eval_return,
+            for run_id, eval_return in zip(run_ids, eval_returns, strict=True):
+                on_progress(
+                    Progress(
+                        run_id=run_id,
+                        env_steps=counters["env_steps"],
+                        hero_samples=counters["hero_samples"],
+                        budget=run.steps,
+                        done=counters[budget_key],
+                        sps=sps,
+                        eval_return=eval_return,
+                    )
                 )
-            )
 
     try:
-        report(0.0)  # where the run starts (or resumes), before its first iteration
+        report(0.0)  # where the runs start (or resume), before their first iteration
         while counters[budget_key] < run.steps:
-            if config.ppo.anneal_lr:
-                trainable.set_learning_rate(config.ppo.lr * (1 - counters[budget_key] / run.steps))
-            it = trainable.iterate()
-            counters["env_steps"] += it.env_steps
-            counters["hero_samples"] += it.hero_samples
+            if configs[0].ppo.anneal_lr:
+                members.set_lr_fraction(1 - counters[budget_key] / run.steps)
+            iterations = members.iterate()
+            counters["env_steps"] += iterations[0].env_steps
+            counters["hero_samples"] += iterations[0].hero_samples
             counters["iterations"] += 1
             finished = counters[budget_key] >= run.steps
             if counters["iterations"] % run.log_every == 0 or finished:
                 now = time.perf_counter()
                 sps = (counters["env_steps"] - window_steps) / max(now - window_start, 1e-9)
                 window_start, window_steps = now, counters["env_steps"]
-                metrics = dict(it.metrics)
-                metrics["hero_samples"] = counters["hero_samples"]
-                metrics["perf/sps"] = sps
+                metrics = [dict(it.metrics) for it in iterations]
+                for row in metrics:
+                    row["hero_samples"] = counters["hero_samples"]
+                    row["perf/sps"] = sps
                 if run.eval_episodes:
-                    seed = sub_seed(run.seed, f"eval/{counters['env_steps']}")
-                    scores = trainable.evaluate(run.eval_episodes, seed, final=finished)
-                    metrics |= prefixed("eval/", scores)
-                    eval_return = metrics.get("eval/return")
-                pending.append((counters["env_steps"], metrics))
+                    at = f"eval/{counters['env_steps']}"
+                    seeds = [sub_seed(config.run.seed, at) for config in configs]
+                    scores = members.evaluate(run.eval_episodes, seeds, final=finished)
+                    for k, row in enumerate(metrics):
+                        row |= prefixed("eval/", scores[k])
+                        eval_returns[k] = row.get("eval/return")
+                for rows, row in zip(pending, metrics, strict=True):
+                    rows.append((counters["env_steps"], row))
                 report(sps)
             if finished or (next_checkpoint and counters["env_steps"] >= next_checkpoint):
                 save()
@@ -334,7 +502,8 @@ def _loop(
                 # Visible progress and a heartbeat; rows after the last checkpoint redo on
                 # resume.
                 registry.retrying(flush)
-        registry.retrying(lambda: registry.set_status(run_id, "finished"))
+        for run_id in run_ids:
+            registry.retrying(lambda: registry.set_status(run_id, "finished"))  # noqa: B023
     except KeyboardInterrupt:
         end("interrupted", "interrupted by the user or a signal")
         raise
@@ -344,10 +513,13 @@ def _loop(
     except Exception as exc:
         end("failed", f"{type(exc).__name__}: {exc}")
         raise
-    return TrainResult(
-        run_id=run_id,
-        status="finished",
-        env_steps=counters["env_steps"],
-        hero_samples=counters["hero_samples"],
-        metrics=metrics,
-    )
+    return [
+        TrainResult(
+            run_id=run_id,
+            status="finished",
+            env_steps=counters["env_steps"],
+            hero_samples=counters["hero_samples"],
+            metrics=row,
+        )
+        for run_id, row in zip(run_ids, metrics, strict=True)
+    ]

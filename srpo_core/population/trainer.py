@@ -202,7 +202,9 @@ class Population:
         members = self.members
         out = {
             "obs": to_members(batch["obs"], members),
-            "actions": _rows(batch["actions"], members),
+            "actions": _rows(batch["actions"], members)
+            if batch["actions"].dim() == 2
+            else to_members(batch["actions"], members),
             "utility": batch["utility"],  # [T, K * n]: GAE runs on the env layout
             "dones": batch["dones"],
         }
@@ -316,8 +318,7 @@ class Population:
         keys = list(dict.fromkeys(k for s in summaries for k in s))
         nan = float("nan")
         return {
-            f"{prefix}{key}": torch.tensor([s.get(key, nan) for s in summaries])
-            for key in keys
+            f"{prefix}{key}": torch.tensor([s.get(key, nan) for s in summaries]) for key in keys
         }
 
     def _action_stats(self, seat: int, batch: dict[str, torch.Tensor], prefix: str) -> Stats:
@@ -436,9 +437,7 @@ def load_runner_states(runner: Runner, states: list[dict[str, Any]]) -> None:
     }
     sums = None if first["sums"] is None else torch.cat([s["sums"] for s in states], 1)
     obs = [torch.cat([s["obs"][i] for s in states]) for i in range(len(first["obs"]))]
-    runner.load_state_dict(
-        {"env": env, "obs": obs, "info_keys": first["info_keys"], "sums": sums}
-    )
+    runner.load_state_dict({"env": env, "obs": obs, "info_keys": first["info_keys"], "sums": sums})
 
 
 # --- batched PPO terms: [K, N] in, [K] out ---------------------------------------------
