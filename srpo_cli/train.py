@@ -83,6 +83,7 @@ def train(
 
     check_seconds(log_every_s, "--log-every-s")
     population: list[int] = []
+    configs = []
     if resume:
         given = [env, game, role, algo, tau, eps, seed, seeds, steps, device, preset, set_]
         if any(v for v in [*given, config_from] if v not in (None, [])):

@@ -264,17 +264,17 @@ def population_specs(population: Population, config: Config) -> dict[str, dict]:
 def population_runs(registry: Registry, ref: str) -> list[RunInfo]:
     """The members of the population ``ref`` names (a member run, or the population id),
     in the order they were created; [] when ``ref`` is a run outside any population."""
-    tag = None
     try:
         run = registry.get_run(ref)
+    except UserError as missing:
+        runs = registry.list_runs(tags=[f"{POPULATION_TAG}{ref}"])
+        if not runs:
+            raise missing from None
+    else:
         tag = next((t for t in run.tags if t.startswith(POPULATION_TAG)), None)
         if tag is None:
             return []
-    except UserError:
-        tag = f"{POPULATION_TAG}{ref}"
-    runs = registry.list_runs(tags=[tag])
-    if not runs:
-        raise UserError(f"no run or population '{ref}' in this registry")
+        runs = registry.list_runs(tags=[tag])
     return sorted(runs, key=lambda r: (r.created_at, r.id))
 
 
