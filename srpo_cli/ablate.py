@@ -56,7 +56,21 @@ def ablate(
     name: Annotated[
         str | None, typer.Option(help="Ablation id to use instead of a hash of the grid.")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Runs at a time; 0 = one per core.")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Runs (or populations) at a time; 0 = one per core.")
+    ] = 0,
+    population: Annotated[
+        bool,
+        typer.Option(
+            "--population",
+            help="Train the seeds of each setting as one population (one batched "
+            "computation per child process) instead of one process per run.",
+        ),
+    ] = False,
+    population_size: Annotated[
+        int | None,
+        typer.Option(help="With --population: at most this many runs per population."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the grid and its commands; run nothing.")
     ] = False,
@@ -86,6 +100,8 @@ def ablate(
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     if workers < 0:
         raise UserError(f"--workers must be >= 0, got {workers}")
+    if population_size is not None and (not population or population_size < 1):
+        raise UserError("--population-size needs --population and a size >= 1")
     plan = sw.plan_sweep(
         env,
         presets=preset or [],
@@ -98,13 +114,16 @@ def ablate(
         tags=tag or [],
         name=name,
     )
+    size = (population_size or seeds) if population else None
+    if population:
+        _check_population_sweep(plan)
     if dry_run:
-        _print_dry_run(plan, json_)
+        _print_dry_run(plan, json_, size)
         return
     workers = workers or os.cpu_count() or 1
     signal.signal(signal.SIGTERM, _interrupt)
     with Registry(registry) as reg:
-        jobs, done = sw.pending_jobs(reg, plan)
+        jobs, done = sw.pending_jobs(reg, plan, size)
         executor = sw.LocalExecutor()
         failures = _run(reg, plan, jobs, executor, workers, quiet=json_, every_s=log_every_s)
         runs = sw.point_runs(reg, plan)
@@ -117,10 +136,11 @@ def ablate(
             {
                 "ablation": plan.ablation_id,
                 "skipped": len(done),
-                "ran": len(jobs),
+                "ran": sum(len(j.points) for j in jobs),
                 "failed": [
-                    {"setting": j.point.setting, "seed": j.point.seed, "error": e}
+                    {"setting": p.setting, "seed": p.seed, "error": e}
                     for j, e in failures
+                    for p in j.points
                 ],
                 "points": rows,
                 "crossplay": pool,
@@ -129,14 +149,12 @@ def ablate(
     else:
         console.print(
             f"ablation [bold]{text(plan.ablation_id)}[/bold] (tag {text(plan.tag)}): "
-            f"{len(plan.points)} runs, {len(done)} already finished, {len(jobs)} run now",
+            f"{len(plan.points)} runs, {len(done)} already finished, "
+            f"{sum(len(j.points) for j in jobs)} run now",
             highlight=False,
         )
         for job, error in failures:
-            err_console.print(
-                f"failed: {text(job.point.setting)} seed {job.point.seed}: {text(error)}",
-                highlight=False,
-            )
+            err_console.print(f"failed: {text(job.label)}: {text(error)}", highlight=False)
     if failures:
         raise typer.Exit(1)
 
@@ -215,12 +233,36 @@ def _table(plan, rows: list[dict]) -> Table:
     return table
 
 
-def _print_dry_run(plan, json_: bool) -> None:
-    commands = [command_line(plan.train_args(p)) for p in plan.points]
+def _check_population_sweep(plan) -> None:
+    """Refuse (one line, before anything runs) a grid whose settings cannot train as
+    populations."""
+    from srpo_core.config import resolve
+    from srpo_core.population.members import check_population
+
+    args = plan.train_args(plan.points[0])
+    env = args[args.index("--env") + 1]
+    check_population([resolve(flags={"env": {"name": env}}, presets=list(plan.presets))])
+
+
+def _print_dry_run(plan, json_: bool, population_size: int | None) -> None:
+    if population_size is None:
+        commands = [command_line(plan.train_args(p)) for p in plan.points]
+    else:
+        settings: dict[str, list] = {}
+        for point in plan.points:
+            settings.setdefault(point.setting, []).append(point)
+        commands = [
+            command_line(plan.population_args(points[i : i + population_size]))
+            for points in settings.values()
+            for i in range(0, len(points), population_size)
+        ]
     if json_:
         print_json({"ablation": plan.ablation_id, "commands": commands})
         return
-    console.print(f"ablation {text(plan.ablation_id)}: {len(commands)} runs", highlight=False)
+    runs = f"{len(plan.points)} runs"
+    if population_size is not None:
+        runs += f" in {len(commands)} populations"
+    console.print(f"ablation {text(plan.ablation_id)}: {runs}", highlight=False)
     for command in commands:
         console.print(text(command), highlight=False, soft_wrap=True)
 

@@ -64,6 +64,10 @@ def train(
         str | None, typer.Option(help="Continue this interrupted run from its checkpoint.")
     ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Tag the run (repeatable).")] = None,
+    member_tag: Annotated[
+        list[str] | None,
+        typer.Option(help="With --seeds: one more tag per member, in seed order.", hidden=True),
+    ] = None,
     log_every_s: Annotated[
         float,
         typer.Option(
@@ -94,6 +98,8 @@ def train(
             if seed is not None:
                 raise UserError("give --seed or --seeds, not both")
             population = parse_seeds(seeds)
+        if member_tag and len(member_tag) != len(population):
+            raise UserError("--member-tag needs --seeds and one tag per seed")
         base = None
         if config_from:
             with Registry(registry, create=False) as stored:
@@ -129,7 +135,12 @@ def train(
                 results = [training.resume(resume, reg, on_progress=display.update)]
             elif configs:
                 results = training.train_population(
-                    configs, reg, command=command, tags=tag or [], on_progress=display.update
+                    configs,
+                    reg,
+                    command=command,
+                    tags=tag or [],
+                    member_tags=[[t] for t in member_tag or []],
+                    on_progress=display.update,
                 )
             else:
                 results = [

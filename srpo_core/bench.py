@@ -13,10 +13,10 @@ import torch
 
 from srpo_core.agents.distributions import Categorical
 from srpo_core.algos.base import make_generator
-from srpo_core.config import Config
+from srpo_core.config import Config, with_seed
 from srpo_core.envs import make_env
 from srpo_core.envs.base import Box, Discrete
-from srpo_core.train import build_algorithm, resolve_device
+from srpo_core.train import build_algorithm, build_population, resolve_device
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class BenchRow:
     num_steps: int
     env_steps: int
     seconds: float
+    members: int = 1
+    """Runs trained together (population rows)."""
 
     @property
     def steps_per_second(self) -> float:
@@ -40,6 +42,8 @@ class BenchRow:
             "env_steps": self.env_steps,
             "seconds": round(self.seconds, 4),
             "steps_per_second": round(self.steps_per_second, 1),
+            "members": self.members,
+            "steps_per_second_per_member": round(self.steps_per_second / self.members, 1),
         }
 
 
@@ -98,6 +102,19 @@ def bench_train(config: Config, seconds: float) -> BenchRow:
     _sync(algo.device)
     ppo = config.ppo
     return BenchRow("train", ppo.num_envs, ppo.num_steps, env_steps, time.perf_counter() - start)
+
+
+def bench_population(config: Config, members: int, seconds: float) -> BenchRow:
+    """Whole iterations of a population of ``members`` runs of ``config`` (seeds 0..K-1)
+    for ``seconds``; env steps summed over the members."""
+    population = build_population([with_seed(config, seed) for seed in range(members)])
+    population.iterate()  # warm-up
+    env_steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env_steps += sum(it.env_steps for it in population.iterate())
+    _sync(population.device)
+    ppo, elapsed = config.ppo, time.perf_counter() - start
+    return BenchRow("population", ppo.num_envs, ppo.num_steps, env_steps, elapsed, members)
 
 
 def _sync(device: torch.device) -> None:

@@ -83,18 +83,35 @@ class Sweep:
 
     def train_args(self, point: Point) -> list[str]:
         """The `srpo train` arguments of a point (also what its run records as command)."""
+        args = [*self._setting_args(point), "--seed", str(point.seed)]
+        for tag in (self.tag, f"point:{point.key}", *self.tags):
+            args += ["--tag", tag]
+        return args
+
+    def population_args(self, points: Sequence[Point]) -> list[str]:
+        """The `srpo train --seeds` arguments that train the points of one setting as one
+        population, each member tagged with its own point."""
+        seeds = ",".join(str(point.seed) for point in points)
+        if len(points) == 1:  # a lone number would be a count
+            seeds = f"{seeds}..{seeds}"
+        args = [*self._setting_args(points[0]), "--seeds", seeds]
+        for tag in (self.tag, *self.tags):
+            args += ["--tag", tag]
+        for point in points:
+            args += ["--member-tag", f"point:{point.key}"]
+        return args
+
+    def _setting_args(self, point: Point) -> list[str]:
         args = ["train", "--env", self.env]
         for preset in self.presets:
             args += ["--preset", preset]
-        args += ["--algo", point.algo, "--tau", f"{point.tau:g}", "--seed", str(point.seed)]
+        args += ["--algo", point.algo, "--tau", f"{point.tau:g}"]
         if point.eps is not None:
             args += ["--eps", f"{point.eps:g}"]
         if self.steps is not None:
             args += ["--steps", str(self.steps)]
         for pair in (*self.sets, *(f"{k}={v}" for k, v in point.overrides)):
             args += ["--set", pair]
-        for tag in (self.tag, f"point:{point.key}", *self.tags):
-            args += ["--tag", tag]
         return args
 
 
@@ -177,24 +194,47 @@ def point_runs(registry: Registry, sweep: Sweep) -> dict[str, RunInfo]:
 
 @dataclass(frozen=True)
 class Job:
-    point: Point
+    points: tuple[Point, ...]
+    """One point, or the points of one setting trained as a population."""
     args: tuple[str, ...]
-    """`srpo` arguments: a new run, or `train --resume RUN` for an unfinished one."""
+    """`srpo` arguments: new runs, or `train --resume RUN` for unfinished ones."""
     resumes: str | None = None
 
+    @property
+    def label(self) -> str:
+        seeds = ",".join(str(p.seed) for p in self.points)
+        return f"{self.points[0].setting} seed{'s' if len(self.points) > 1 else ''} {seeds}"
 
-def pending_jobs(registry: Registry, sweep: Sweep) -> tuple[list[Job], list[Point]]:
-    """(jobs to run, points already finished)."""
+
+def pending_jobs(
+    registry: Registry, sweep: Sweep, population_size: int | None = None
+) -> tuple[list[Job], list[Point]]:
+    """(jobs to run, points already finished). With ``population_size`` the seeds of each
+    setting train as populations of at most that many runs (one job each). An unfinished
+    run resumes, a population's members all in one job."""
     runs = point_runs(registry, sweep)
     jobs, done = [], []
+    new: dict[str, list[Point]] = {}
+    unfinished: dict[str, tuple[str, list[Point]]] = {}
+    """Population tag (or the run id of a solo run) -> (a run to resume, its points)."""
     for point in sweep.points:
         run = runs.get(point.key)
         if run is None:
-            jobs.append(Job(point, (*sweep.train_args(point), "--json")))
+            new.setdefault(point.setting if population_size else point.key, []).append(point)
         elif run.status == "finished":
             done.append(point)
         else:  # interrupted, failed, or left 'running' by a killed sweep
-            jobs.append(Job(point, ("train", "--resume", run.id, "--json"), resumes=run.id))
+            group = next((t for t in run.tags if t.startswith("population:")), run.id)
+            unfinished.setdefault(group, (run.id, []))[1].append(point)
+    for run_id, points in unfinished.values():
+        jobs.append(Job(tuple(points), ("train", "--resume", run_id, "--json"), resumes=run_id))
+    for points in new.values():
+        if population_size is None:
+            jobs.append(Job((points[0],), (*sweep.train_args(points[0]), "--json")))
+            continue
+        for start in range(0, len(points), population_size):
+            chunk = points[start : start + population_size]
+            jobs.append(Job(tuple(chunk), (*sweep.population_args(chunk), "--json")))
     return jobs, done
 
 

@@ -210,18 +210,21 @@ def train_population(
     *,
     command: str = "",
     tags: Sequence[str] = (),
+    member_tags: Sequence[Sequence[str]] = (),
     on_progress: Callable[[Progress], None] | None = None,
 ) -> list[TrainResult]:
     """Train ``configs`` (runs of one shape, `population.members`) as one population: each
-    member an ordinary run, tagged ``population:ID``, trained in one batched computation."""
+    member an ordinary run, tagged ``population:ID`` (and ``member_tags[k]``, when given),
+    trained in one batched computation."""
     population = build_population(configs)
     population_id = uuid.uuid4().hex[:12]
     tags = [*tags, f"{POPULATION_TAG}{population_id}"]
     run_ids = []
-    for config in configs:
+    for k, config in enumerate(configs):
         config.run.device = str(population.device)
         specs = population_specs(population, config)
-        run_ids.append(_create_run(registry, config, specs, command, tags))
+        own = member_tags[k] if member_tags else ()
+        run_ids.append(_create_run(registry, config, specs, command, [*tags, *own]))
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
     return _loop(run_ids, configs, population, registry, counters, on_progress)
 

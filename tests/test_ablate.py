@@ -50,12 +50,17 @@ SWEEP = ["ablate", "--env", "matrix", "--tau", "0,10", "--eps", "0.2", "--seeds"
          "--set", "run.eval_episodes=0"]  # fmt: skip
 
 
-def test_killed_sweep_resumes_without_losing_or_repeating_runs(cli, registry_url):
+@pytest.mark.parametrize("population", [False, True], ids=["runs", "populations"])
+def test_killed_sweep_resumes_without_losing_or_repeating_runs(cli, registry_url, population):
+    """Killed once a run (a population) has finished and the next has a checkpoint; the same
+    command again skips the finished ones and resumes the rest (populations as a whole)."""
+    command = [*SWEEP, "--population"] if population else SWEEP
+    size = 2 if population else None
     plan = plan_sweep(
         "matrix", taus=[0, 10], epss=[0.2], seeds=[0, 1], steps=40000,
         sets=["run.checkpoint_every=8192", "run.eval_episodes=0"],
     )  # fmt: skip
-    sweep = cli.popen(*SWEEP)
+    sweep = cli.popen(*command)
     deadline = time.monotonic() + 300
     try:
         while True:  # kill it once one run has finished and the next has a checkpoint
@@ -78,12 +83,15 @@ def test_killed_sweep_resumes_without_losing_or_repeating_runs(cli, registry_url
         statuses = sorted(r.status for r in before.values())
         assert "finished" in statuses and "interrupted" in statuses
         assert "running" not in statuses  # no orphan kept training
-        jobs, done = pending_jobs(reg, plan)
-        assert len(done) + len(jobs) == 4
+        jobs, done = pending_jobs(reg, plan, size)
+        pending = sum(len(job.points) for job in jobs)
+        assert len(done) + pending == 4
         assert any(job.resumes for job in jobs)
+        if population:  # each population resumes as one job
+            assert len(jobs) == 1 and len(jobs[0].points) == 2
 
-    result = cli.json(*SWEEP)
-    assert result["skipped"] == len(done) and result["ran"] == len(jobs) == 4 - len(done)
+    result = cli.json(*command)
+    assert result["skipped"] == len(done) and result["ran"] == pending == 4 - len(done)
     assert result["failed"] == []
     with Registry(registry_url) as reg:
         after = {r.id: r for r in reg.list_runs(tags=[plan.tag])}
@@ -93,4 +101,4 @@ def test_killed_sweep_resumes_without_losing_or_repeating_runs(cli, registry_url
         for run_id, run in before.items():
             if run.status == "finished":
                 assert after[run_id].ended_at == run.ended_at  # untouched
-    assert cli.json(*SWEEP)["ran"] == 0  # a third time there is nothing left to do
+    assert cli.json(*command)["ran"] == 0  # a third time there is nothing left to do

@@ -5,6 +5,7 @@ A member's numbers must not depend on who shares its population (exact equality,
 section 4) whatever the others' coefficients.
 """
 
+import json
 import signal
 
 import pytest
@@ -197,3 +198,19 @@ def test_checkpoint_of_a_member_holds_only_its_slice(registry_url):
     runner = state["algo"]["runners"][0]
     assert runner["obs"][0].shape == (8, 8)  # its own 8 envs, not the population's 24
     assert runner["env"]["positions"].shape[0] == 8
+
+
+def test_bench_population_prints_and_writes_json(cli, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--env", "matrix", "--population", "1,3", "--seconds", "0.2"]
+    printed = cli(*args, "--rounds", "1", "--out", str(out)).stdout
+    assert "population of 3" in printed and "1 alone" in printed
+    report = json.loads(out.read_text())
+    rows = {row["population"]: row for row in report["rows"]}
+    assert set(rows) == {None, 1, 3} and rows[3]["members"] == 3
+    assert rows[3]["steps_per_second_per_member"] * 3 == pytest.approx(
+        rows[3]["steps_per_second"], rel=1e-3
+    )
+    assert rows[3]["amortised_run_seconds"] == pytest.approx(
+        report["run_steps"] / rows[3]["steps_per_second"], rel=1e-2
+    )
