@@ -21,6 +21,7 @@ from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
 from srpo_core.config import Config, build_config
 from srpo_core.envs import make_env
 from srpo_core.errors import UserError
+from srpo_core.population.members import check_population
 from srpo_core.population.trainer import Population
 from srpo_core.registry import Registry, RunInfo
 from srpo_core.zoo import partner_seats, refuse_held_out
@@ -72,22 +73,7 @@ def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
     def factory(num_envs: int, seed: int):
         return make_env(env_config, num_envs, device, seed)
 
-    fixed = {}
-    frozen = env_config.frozen_seats() if hasattr(env_config, "frozen_seats") else {}
-    if frozen:
-        probe = factory(1, 0)
-        for seat, ref in frozen.items():
-            if registry is not None:
-                refuse_held_out(registry, ref, f"the frozen {seat} of a training run")
-            index = probe.agents.index(seat)
-            fixed[index] = load_seat(
-                registry,
-                ref,
-                env_config=env_config,
-                seat=seat,
-                obs_dim=probe.obs_dims[index],
-                device=device,
-            )
+    fixed = fixed_seats(config, registry, device)
     members = None
     if config.train.partners.startswith("zoo:"):
         if registry is None:
@@ -96,6 +82,30 @@ def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
             registry, config.train.partners[4:], env_config, factory(1, 0), device
         )
     return algorithm_class(config)(config, factory, device, fixed, members)
+
+
+def fixed_seats(config: Config, registry: Registry | None, device: torch.device) -> dict:
+    """The seats the env config freezes (e.g. a Tag runner), loaded by index; they play
+    along without learning. Held-out zoo members are refused."""
+    env_config = config.env
+    frozen = env_config.frozen_seats() if hasattr(env_config, "frozen_seats") else {}
+    if not frozen:
+        return {}
+    probe = make_env(env_config, 1, device, 0)
+    fixed = {}
+    for seat, ref in frozen.items():
+        if registry is not None:
+            refuse_held_out(registry, ref, f"the frozen {seat} of a training run")
+        index = probe.agents.index(seat)
+        fixed[index] = load_seat(
+            registry,
+            ref,
+            env_config=env_config,
+            seat=seat,
+            obs_dim=probe.obs_dims[index],
+            device=device,
+        )
+    return fixed
 
 
 class Trainable(Protocol):
@@ -216,7 +226,7 @@ def train_population(
     """Train ``configs`` (runs of one shape, `population.members`) as one population: each
     member an ordinary run, tagged ``population:ID`` (and ``member_tags[k]``, when given),
     trained in one batched computation."""
-    population = build_population(configs)
+    population = build_population(configs, registry)
     population_id = uuid.uuid4().hex[:12]
     tags = [*tags, f"{POPULATION_TAG}{population_id}"]
     run_ids = []
@@ -249,11 +259,14 @@ def _create_run(
     return run_id
 
 
-def build_population(configs: list[Config]) -> Population:
+def build_population(configs: list[Config], registry: Registry | None = None) -> Population:
+    """The population of ``configs`` (`population.members` checks they can be one), with
+    the frozen seats their env config names."""
     config = configs[0]
+    check_population(configs)
     device = resolve_device(config.run.device)
     torch.set_num_threads(config.run.threads)
-    return Population(configs, device)
+    return Population(configs, device, fixed_seats(config, registry, device))
 
 
 def population_specs(population: Population, config: Config) -> dict[str, dict]:
@@ -319,7 +332,7 @@ def resume_population(
     if all(run.status == "finished" for run in runs):
         raise UserError(f"population of run {runs[0].id} already finished; nothing to resume")
     configs = [build_config(run.config) for run in runs]
-    population = build_population(configs)
+    population = build_population(configs, registry)
     steps = set.intersection(*({c.step for c in registry.checkpoints(r.id)} for r in runs))
     step = max(steps) if steps else None
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}

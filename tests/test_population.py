@@ -42,6 +42,7 @@ def assert_same_run(url: str, a: str, b: str) -> None:
         ("gridworld-srpo", []),
         ("gridworld-ippo", ["ppo.minibatches=4", "ppo.norm_adv=true", "ppo.anneal_lr=true"]),
         ("quadratic", ["algo.name='srpo'", "algo.tau=1.0", "ppo.num_envs=64"]),
+        ("tag-srpo", ["env.backend='vectorized'", "ppo.num_envs=4", "ppo.num_steps=32"]),
     ],
 )
 def test_a_member_trains_the_same_alone_and_among_eight(registry_url, preset, sets):
@@ -135,7 +136,9 @@ def test_only_shape_free_keys_may_differ(registry_url):
     with pytest.raises(UserError, match="must share ppo.num_envs"):
         check_population([base, other])
     with pytest.raises(UserError, match="cannot train as a population yet"):
-        check_population([resolve(presets=["tag-ippo"])])
+        check_population([resolve(presets=["hanabi"])])
+    with pytest.raises(UserError, match="backend cannot train as a population"):
+        check_population([resolve(presets=["tag-ippo"], sets=["env.backend='mpe2'"])])
 
 
 SMALL = ["--env", "matrix", "--set", "ppo.num_envs=64", "--set", "run.log_every=5"]

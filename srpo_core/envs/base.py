@@ -16,7 +16,7 @@ not acting). Both describe the returned observation; ``masks()`` gives them afte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,8 +88,11 @@ class BatchedEnv(ABC):
     obs_dims: tuple[int, ...]
     action_spaces: tuple[ActionSpace, ...]
     member_seeded = False
-    """True for envs that draw every random number through `rand`, so that the members of a
-    population can share one env batch (`split_generators`)."""
+    """True for envs that draw every random number through `rand` or `randint`, so that the
+    members of a population can share one env batch (`split_generators`)."""
+    per_env_state: tuple[str, ...] = ()
+    """The `state_dict` keys that hold one entry per env (a tensor's rows or a list), which
+    `member_state` slices; the generator is split by member, the rest is shared."""
 
     def __init__(self, num_envs: int, device: torch.device, seed: int) -> None:
         self.num_envs = num_envs
@@ -118,6 +121,48 @@ class BatchedEnv(ABC):
         width = self.num_envs // len(self.generators)
         parts = [torch.rand(*lead, width, generator=g, device=self.device) for g in self.generators]
         return torch.cat(parts, -1)
+
+    def randint(self, high: int, index: Sequence[int]) -> torch.Tensor:
+        """One integer in [0, high) for each env of ``index`` (ascending), each member's
+        from its own generator, in env order."""
+        if len(self.generators) == 1:
+            size = (len(index),)
+            return torch.randint(0, high, size, generator=self.generator, device=self.device)
+        width = self.num_envs // len(self.generators)
+        counts = [0] * len(self.generators)
+        for env in index:
+            counts[int(env) // width] += 1
+        parts = [
+            torch.randint(0, high, (count,), generator=g, device=self.device)
+            for g, count in zip(self.generators, counts, strict=True)
+            if count
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=self.device)
+
+    def member_state(self, state: dict[str, Any], k: int, members: int) -> dict[str, Any]:
+        """Member k's part of ``state`` (this env's `state_dict`, its batch split into
+        ``members`` equal slices): its generator and its envs' entries."""
+        width = self.num_envs // members
+        rows = slice(k * width, (k + 1) * width)
+        out = dict(state)
+        generators = state["generator"]
+        out["generator"] = generators[k] if isinstance(generators, list) else generators
+        for key in self.per_env_state:
+            value = state[key]
+            out[key] = value[rows].clone() if isinstance(value, torch.Tensor) else value[rows]
+        return out
+
+    def join_member_states(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        """The inverse of `member_state`: one state of the whole batch."""
+        out = dict(states[0])
+        out["generator"] = [state["generator"] for state in states]
+        for key in self.per_env_state:
+            values = [state[key] for state in states]
+            if isinstance(values[0], torch.Tensor):
+                out[key] = torch.cat(values)
+            else:
+                out[key] = [item for value in values for item in value]
+        return out
 
     def rng_state(self) -> torch.Tensor | list[torch.Tensor]:
         """The generator's state; with members, a list of theirs."""

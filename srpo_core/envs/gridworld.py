@@ -189,6 +189,7 @@ def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 class GridworldEnv(BatchedEnv):
     member_seeded = True
+    per_env_state = ("positions", "carrying", "onions", "t")
     agents = ("agent0", "agent1")
     obs_dims = (8, 8)
     action_spaces = (Discrete(5, ACTIONS), Discrete(5, ACTIONS))

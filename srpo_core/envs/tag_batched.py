@@ -75,6 +75,9 @@ def _mpe_world(config: TagEnvConfig):
 
 
 class TagBatchedEnv(BatchedEnv):
+    member_seeded = True
+    per_env_state = ("episode_seeds", "actions", "positions", "velocities", "episode_steps")
+
     def __init__(self, config: TagEnvConfig, num_envs: int, device, seed: int) -> None:
         super().__init__(num_envs, device, seed)
         config.validate()
@@ -226,12 +229,8 @@ class TagBatchedEnv(BatchedEnv):
 
     # -- plumbing (as TagEnv) ------------------------------------------------------------
 
-    def _draw_seeds(self, count: int) -> list[int]:
-        seeds = torch.randint(0, SEED_BOUND, (count,), generator=self.generator, device=self.device)
-        return seeds.tolist()
-
     def _reset_envs(self, index: np.ndarray) -> None:
-        seeds = self._draw_seeds(len(index))
+        seeds = self.randint(SEED_BOUND, index).tolist()
         self._seeds[index] = seeds
         self._reset_state(index, seeds)
 

@@ -28,8 +28,9 @@ PER_MEMBER = (
     "ppo.max_grad_norm",
     "ppo.adam_eps",
 )
-FAMILIES = ("matrix", "quadratic", "gridworld")
-"""Env families whose envs split their random numbers by member (`BatchedEnv.rand`)."""
+FAMILIES = ("matrix", "quadratic", "gridworld", "tag")
+"""Env families whose envs split their random numbers by member (`BatchedEnv.rand`); Tag
+with its vectorized backend only."""
 
 
 def shared_key(config: Config) -> dict:
@@ -43,6 +44,12 @@ def check_population(configs: list[Config]) -> None:
     if not configs:
         raise UserError("a population needs at least one member")
     first = configs[0]
+    backend = getattr(first.env, "backend", None)
+    if first.env.name == "tag" and backend != "vectorized":
+        raise UserError(
+            f"Tag's {backend} backend cannot train as a population: use "
+            "--set env.backend=vectorized (the same env, bit for bit)"
+        )
     if first.env.name not in FAMILIES:
         raise UserError(
             f"env {first.env.name} cannot train as a population yet (families that can: "
@@ -63,8 +70,7 @@ def check_population(configs: list[Config]) -> None:
                     f"({base.get(key)!r} vs {other.get(key)!r}); only "
                     f"{', '.join(PER_MEMBER)} may differ"
                 )
-    seeds = [config.run.seed for config in configs]
-    if len(set(seeds)) != len(seeds) and len({_member_key(c) for c in configs}) != len(configs):
+    if len({_member_key(c) for c in configs}) != len(configs):
         raise UserError("two members of the population have the same config and seed")
 
 

@@ -26,7 +26,7 @@ from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.population.members import Coefficients, check_population
 from srpo_core.population.optim import MemberAdam
 from srpo_core.population.stacked import StackedNet, StackedSeat, to_members
-from srpo_core.rollout import MemberGenerators, Runner, collect, play_episodes
+from srpo_core.rollout import MemberGenerators, Runner, Seat, collect, play_episodes
 
 Stats = dict[str, torch.Tensor]
 """Per-member statistics: name -> [K]."""
@@ -43,8 +43,13 @@ class Role:
 class Population:
     """K runs of one shape (`members.check_population`) trained together."""
 
-    def __init__(self, configs: list[Config], device: torch.device) -> None:
+    def __init__(
+        self, configs: list[Config], device: torch.device, fixed: dict[int, Seat] | None = None
+    ) -> None:
+        """``fixed``: seats that play along without learning (a Tag runner), by index;
+        policies of any batch size, the same for every member."""
         check_population(configs)
+        self.fixed = dict(fixed or {})
         self.configs = configs
         self.config = base = configs[0]
         self.device = device
@@ -58,7 +63,7 @@ class Population:
         self.init_generators = [
             make_generator(torch.device("cpu"), sub_seed(s, "init")) for s in self.seeds
         ]
-        seats = range(len(self.agents))
+        seats = [i for i in range(len(self.agents)) if i not in self.fixed]
         hero_nets = {i: self._build(self._spec(i, critic=True)) for i in seats}
         self.heroes = {i: self._role(nets) for i, nets in hero_nets.items()}
         self.srpo = base.algo.name == "srpo"
@@ -74,6 +79,8 @@ class Population:
             i: [make_generator(device, sub_seed(s, f"update/{self.agents[i]}")) for s in self.seeds]
             for i in seats
         }
+        self.rollout_seats = seats if self.srpo else [None]
+        """Per runner, the hero whose adversaries it plays with (SRPO), or None (IPPO)."""
         env_names = [f"env{i}" for i in seats] if self.srpo else ["env0"]
         self.runners = [Runner(self._env(base.ppo.num_envs, name)) for name in env_names]
 
@@ -138,11 +145,11 @@ class Population:
     def iterate(self) -> list[Iteration]:
         ppo = self.config.ppo
         stats: Stats = {}
-        if self.srpo:
-            for i, runner in enumerate(self.runners):
-                stats |= self._srpo_rollout(i, runner)
-        else:
-            stats |= self._ippo_rollout(self.runners[0])
+        for seat, runner in zip(self.rollout_seats, self.runners, strict=True):
+            if seat is None:
+                stats |= self._ippo_rollout(runner)
+            else:
+                stats |= self._srpo_rollout(seat, runner)
         samples = ppo.num_envs * ppo.num_steps
         env_steps = samples * len(self.runners)
         return [
@@ -150,11 +157,11 @@ class Population:
             for metrics in self._per_member(stats)
         ]
 
-    def _seats(self, replace: dict[int, Role]) -> list[StackedSeat]:
-        chosen = {**self.heroes, **replace}
-        return [StackedSeat(chosen[i].net) for i in range(len(self.agents))]
+    def _seats(self, replace: dict[int, Role]) -> list[Seat]:
+        chosen = {i: StackedSeat(role.net) for i, role in {**self.heroes, **replace}.items()}
+        return [chosen.get(i, self.fixed.get(i)) for i in range(len(self.agents))]
 
-    def _collect(self, runner: Runner, seats: list[StackedSeat]):
+    def _collect(self, runner: Runner, seats: list[Seat]):
         everyone = range(len(seats))  # behaviour terms are computed per member below
         return collect(runner, seats, self.config.ppo.num_steps, self.generator, everyone)
 
@@ -404,18 +411,8 @@ def member_runner_state(runner: Runner, k: int, members: int) -> dict[str, Any]:
     state = runner.state_dict()
     width = runner.env.num_envs // members
     rows = slice(k * width, (k + 1) * width)
-    env = {
-        key: (
-            value[k]
-            if key == "generator" and isinstance(value, list)
-            else value[rows].clone()
-            if isinstance(value, torch.Tensor) and key != "generator"
-            else value
-        )
-        for key, value in state["env"].items()
-    }
     return {
-        "env": env,
+        "env": runner.env.member_state(state["env"], k, members),
         "obs": [obs[rows].clone() for obs in state["obs"]],
         "info_keys": state["info_keys"],
         "sums": None if state["sums"] is None else state["sums"][:, rows].clone(),
@@ -425,18 +422,9 @@ def member_runner_state(runner: Runner, k: int, members: int) -> dict[str, Any]:
 def load_runner_states(runner: Runner, states: list[dict[str, Any]]) -> None:
     """A population runner from its members' slices (`member_runner_state`)."""
     first = states[0]
-    env = {
-        key: (
-            [s["env"][key] for s in states]
-            if key == "generator"
-            else torch.cat([s["env"][key] for s in states])
-            if isinstance(value, torch.Tensor)
-            else value
-        )
-        for key, value in first["env"].items()
-    }
     sums = None if first["sums"] is None else torch.cat([s["sums"] for s in states], 1)
     obs = [torch.cat([s["obs"][i] for s in states]) for i in range(len(first["obs"]))]
+    env = runner.env.join_member_states([s["env"] for s in states])
     runner.load_state_dict({"env": env, "obs": obs, "info_keys": first["info_keys"], "sums": sums})
 
 
