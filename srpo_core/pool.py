@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from statistics import fmean, pstdev
 from typing import TypeVar
 
+from srpo_core.intervals import bootstrap_ci
 from srpo_core.registry import CrossplayRecord, Registry, RunInfo
 
 Group = TypeVar("Group", bound=Hashable)
@@ -38,6 +39,13 @@ class TpCp:
     cp_std: float | None
     free_riding: float | None
     """Mean free-riding degree of the group's runs with their own partners (diagonal)."""
+    tp_ci: tuple[float, float] | None = None
+    """95% bootstrap interval over the group's runs (seeds) of the mean TP; likewise below
+    of the mean CP (each run's mean over its partners), of TP - CP per run, and of the
+    free-riding degree (`intervals.bootstrap_ci`)."""
+    cp_ci: tuple[float, float] | None = None
+    drop_ci: tuple[float, float] | None = None
+    free_riding_ci: tuple[float, float] | None = None
 
     @property
     def drop(self) -> float | None:
@@ -59,14 +67,22 @@ def tp_cp(
 ) -> dict[Group, TpCp]:
     """Per group of row runs: TP over their diagonal entries, CP over their entries with
     every other run of the pool (both methods pooled as partners, as in the paper);
-    means and population standard deviations of the entries."""
+    means and population standard deviations of the entries, and 95% bootstrap intervals
+    over the runs (one value per run: its TP, its mean CP, their difference)."""
     parts: dict[Group, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    per_run: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for (row, col), value in returns.items():
-        parts[group_of[row]]["tp" if row == col else "cp"].append(value)
+        kind = "tp" if row == col else "cp"
+        parts[group_of[row]][kind].append(value)
+        per_run[row][kind].append(value)
         if row == col and free_riding and (row, col) in free_riding:
             parts[group_of[row]]["free"].append(free_riding[(row, col)])
     out = {}
     for group, p in parts.items():
+        runs = [r for r in per_run if group_of[r] == group]
+        tp_of = {r: fmean(per_run[r]["tp"]) for r in runs if per_run[r]["tp"]}
+        cp_of = {r: fmean(per_run[r]["cp"]) for r in runs if per_run[r]["cp"]}
+        free_of = [free_riding[(r, r)] for r in tp_of if free_riding and (r, r) in free_riding]
         out[group] = TpCp(
             runs=sum(1 for g in group_of.values() if g == group),
             tp=_mean(p["tp"]),
@@ -74,6 +90,10 @@ def tp_cp(
             cp=_mean(p["cp"]),
             cp_std=_std(p["cp"]),
             free_riding=_mean(p["free"]),
+            tp_ci=bootstrap_ci(list(tp_of.values())),
+            cp_ci=bootstrap_ci(list(cp_of.values())),
+            drop_ci=bootstrap_ci([tp_of[r] - cp_of[r] for r in tp_of if r in cp_of]),
+            free_riding_ci=bootstrap_ci(free_of),
         )
     return out
 
