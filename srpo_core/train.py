@@ -270,9 +270,15 @@ def build_population(configs: list[Config], registry: Registry | None = None) ->
 
 
 def population_specs(population: Population, config: Config) -> dict[str, dict]:
-    """The spec of each policy a member publishes (as `build_trainable` gives a solo run's)."""
+    """The spec of each policy a member publishes (as `build_trainable` gives a solo run's:
+    a shared policy fits every trained seat)."""
+    trained = [a for i, a in enumerate(population.agents) if i not in population.fixed]
     return {
-        role: {"net": learner.net.spec.to_dict(), "env_config": asdict(config.env), "seats": [role]}
+        role: {
+            "net": learner.net.spec.to_dict(),
+            "env_config": asdict(config.env),
+            "seats": [role] if role in population.agents else trained,
+        }
         for role, learner in population.roles().items()
     }
 

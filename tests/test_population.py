@@ -136,7 +136,7 @@ def test_only_shape_free_keys_may_differ(registry_url):
     with pytest.raises(UserError, match="must share ppo.num_envs"):
         check_population([base, other])
     with pytest.raises(UserError, match="cannot train as a population yet"):
-        check_population([resolve(presets=["hanabi"])])
+        check_population([resolve(presets=["gridworld-ippo"], sets=["net.recurrent=16"])])
     with pytest.raises(UserError, match="backend cannot train as a population"):
         check_population([resolve(presets=["tag-ippo"], sets=["env.backend='mpe2'"])])
 
@@ -179,7 +179,7 @@ def test_population_resumes_bit_for_bit_after_sigkill(cli, registry_url):
         (["--seeds", "0..x"], "--seeds expects N, A..B or a comma list"),
         (["--seeds", "3", "--seed", "1"], "give --seed or --seeds, not both"),
         (["--seeds", "1,1"], "names a seed twice"),
-        (["--env", "hanabi", "--seeds", "2"], "env hanabi cannot train as a population yet"),
+        (["--env", "ipd", "--seeds", "2"], "cannot train as a population yet"),
     ],
 )
 def test_bad_seeds_are_one_line_and_write_nothing(cli, tmp_path, args, message):
@@ -214,6 +214,6 @@ def test_bench_population_prints_and_writes_json(cli, tmp_path):
     assert rows[3]["steps_per_second_per_member"] * 3 == pytest.approx(
         rows[3]["steps_per_second"], rel=1e-3
     )
-    assert rows[3]["amortised_run_seconds"] == pytest.approx(
-        report["run_steps"] / rows[3]["steps_per_second"], rel=1e-2
+    assert rows[3]["amortised_run_seconds"] == pytest.approx(  # rounded to 0.1 s
+        report["run_steps"] / rows[3]["steps_per_second"], abs=0.06
     )

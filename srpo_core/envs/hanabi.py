@@ -17,8 +17,9 @@ equal to HLE's own legal moves).
   play and nothing for losing, so its sum can be positive while the score is 0.
 - Info per episode: ``score`` (official: 0 when the lives run out), ``step_reward_sum``,
   ``fireworks`` (cards played, whatever the lives), ``out_of_lives``.
-- Every episode deals from a fresh HLE game seeded from the env's generator, so a game is
-  (seed, moves so far): that is what `state_dict` stores and replays on resume.
+- Every episode deals from a fresh HLE game seeded from the env's generator (`randint`, so
+  the members of a population each draw their own games), so a game is (seed, moves so
+  far): that is what `state_dict` stores, per env, and replays on resume.
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ def _pyhanabi():
 class HanabiEnv(BatchedEnv):
     """``num_envs`` independent Hanabi games stepped by a Python loop over HLE's C library."""
 
+    member_seeded = True
+    per_env_state = ("seeds", "moves")
+
     def __init__(
         self, config: HanabiEnvConfig, num_envs: int, device: torch.device | str, seed: int
     ) -> None:
@@ -157,10 +161,6 @@ class HanabiEnv(BatchedEnv):
     def _fireworks(self, state) -> int:
         return sum(self.lib.StateFireworks(state, c) for c in range(self.layout.colors))
 
-    def _draw_seeds(self, count: int) -> list[int]:
-        seeds = torch.randint(SEED_RANGE, (count,), generator=self.generator, device="cpu")
-        return seeds.tolist()
-
     # -- observations ---------------------------------------------------------------------
     def _observe(self) -> list[torch.Tensor]:
         """Every player's canonical observation in every game, the current players and
@@ -194,7 +194,7 @@ class HanabiEnv(BatchedEnv):
 
     # -- BatchedEnv -----------------------------------------------------------------------
     def reset(self) -> list[torch.Tensor]:
-        for b, seed in enumerate(self._draw_seeds(self.num_envs)):
+        for b, seed in enumerate(self.randint(SEED_RANGE, range(self.num_envs)).tolist()):
             self._new_game(b, seed)
         return self._observe()
 
@@ -225,7 +225,7 @@ class HanabiEnv(BatchedEnv):
         info[1] = reward
         ended = np.flatnonzero(done)
         if len(ended):
-            for b, seed in zip(ended, self._draw_seeds(len(ended)), strict=True):
+            for b, seed in zip(ended, self.randint(SEED_RANGE, ended).tolist(), strict=True):
                 self._new_game(int(b), seed)
         obs = self._observe()
         shared = torch.from_numpy(reward).to(self.device)

@@ -28,9 +28,9 @@ PER_MEMBER = (
     "ppo.max_grad_norm",
     "ppo.adam_eps",
 )
-FAMILIES = ("matrix", "quadratic", "gridworld", "tag")
-"""Env families whose envs split their random numbers by member (`BatchedEnv.rand`); Tag
-with its vectorized backend only."""
+FAMILIES = ("matrix", "quadratic", "gridworld", "tag", "hanabi")
+"""Env families whose envs split their random numbers by member (`BatchedEnv.rand`,
+`BatchedEnv.randint`); Tag with its vectorized backend only."""
 
 
 def shared_key(config: Config) -> dict:
@@ -55,9 +55,9 @@ def check_population(configs: list[Config]) -> None:
             f"env {first.env.name} cannot train as a population yet (families that can: "
             f"{', '.join(FAMILIES)}); train its seeds one run each"
         )
-    if first.net.recurrent or first.algo.share_policy:
+    if first.net.recurrent:
         raise UserError(
-            "recurrent and shared policies cannot train as a population yet; "
+            "recurrent policies (net.recurrent > 0) cannot train as a population yet; "
             "train their seeds one run each"
         )
     base = shared_key(first)

@@ -1,12 +1,24 @@
 """IPPO and SRPO for K members at once: one env batch, one forward pass per step and seat,
 one batched update per learner role.
 
-Each member is the run its config describes (srpo-notes section 3, as `algos.ippo` and
-`algos.srpo` implement it for one run): independent feed-forward heroes, SRPO with one
-adversary per hero and partner seat. Every random number a member uses (init, env,
-sampling, minibatch order) comes from generators seeded from its own seed, and its rows
-only meet its own weights, so its numbers do not depend on who else is in the population.
-Per-member coefficients (`members.PER_MEMBER`) are [K] tensors broadcast over its rows.
+Each member is the run its config describes (srpo-notes section 3, as `algos.ippo`,
+`algos.srpo` and `algos.shared` implement it for one run): independent feed-forward heroes,
+SRPO with one adversary per hero and partner seat; or, with ``algo.share_policy``, one
+hero in every trained seat, SRPO with one adversary and the hero's seat drawn per env.
+Every random number a member uses (init, env, sampling, minibatch order) comes from
+generators seeded from its own seed, and its rows only meet its own weights, so its
+numbers do not depend on who else is in the population. Per-member coefficients
+(`members.PER_MEMBER`) are [K] tensors broadcast over its rows.
+
+Turn-based envs (Hanabi): a seat learns only from the steps where it acted (policy) and
+its bootstrap steps (critic), as `ppo.hero_update` does by selecting rows. Members act at
+different steps, so here every row stays and the means are weighted (0/1 weights, a mean
+over a member's weighted rows), which keeps every member's tensors one shape. A shared
+policy's rows are, at each step and env, those of the seat that acted (`_turns`), so it
+learns from T * n rows per member, not S times as many mostly idle ones. With one
+minibatch (the Hanabi presets) that is the run's update; with several, each is a random
+slice of all rows, so how many of them count varies from minibatch to minibatch (a run
+draws its minibatches from the rows that count alone).
 """
 
 from __future__ import annotations
@@ -19,10 +31,13 @@ import torch
 from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
 from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.algos.base import Iteration, make_generator, prefixed, sub_seed
-from srpo_core.algos.ppo import gae
+from srpo_core.algos.ppo import gae, turn_gae
+from srpo_core.algos.shared import SHARED, pick, split_roles
+from srpo_core.algos.srpo import decision_steps
 from srpo_core.config import Config
 from srpo_core.envs import make_env
 from srpo_core.envs.base import BatchedEnv, Discrete
+from srpo_core.errors import UserError
 from srpo_core.population.members import Coefficients, check_population
 from srpo_core.population.optim import MemberAdam
 from srpo_core.population.stacked import StackedNet, StackedSeat, to_members
@@ -30,6 +45,9 @@ from srpo_core.rollout import MemberGenerators, Runner, Seat, collect, play_epis
 
 Stats = dict[str, torch.Tensor]
 """Per-member statistics: name -> [K]."""
+Batch = dict[str, torch.Tensor]
+"""Rollout tensors by name: per seat [T, K * n, ...] (env layout), per learner [K, T * n,
+...] (member layout, `_behaviour`)."""
 
 
 @dataclass
@@ -38,6 +56,31 @@ class Role:
 
     net: StackedNet
     optimizer: MemberAdam
+
+
+@dataclass
+class _Rollout:
+    """Hero ``hero``'s SRPO rollout in member layout, ready to learn from."""
+
+    hero: int
+    stats: Stats
+    batch: Batch
+    adversaries: dict[int, Batch]
+    targets: dict[int, Distribution]
+
+
+class _HeroOrAdversary:
+    """A seat of shared SRPO's rollout: the hero in the envs where ``is_hero`` [K * n], the
+    adversary elsewhere (`algos.shared.SharedSeat` on every env: where the seat does not
+    act, the env ignores its action and the updates weigh it 0)."""
+
+    def __init__(self, hero: Role, adversary: Role, is_hero: torch.Tensor) -> None:
+        self.hero, self.adversary = StackedSeat(hero.net), StackedSeat(adversary.net)
+        self.is_hero = is_hero
+
+    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
+        hero = self.hero.distribution(obs, mask)
+        return pick(self.is_hero, hero, self.adversary.distribution(obs, mask))
 
 
 class Population:
@@ -64,11 +107,22 @@ class Population:
             make_generator(torch.device("cpu"), sub_seed(s, "init")) for s in self.seeds
         ]
         seats = [i for i in range(len(self.agents)) if i not in self.fixed]
-        hero_nets = {i: self._build(self._spec(i, critic=True)) for i in seats}
-        self.heroes = {i: self._role(nets) for i, nets in hero_nets.items()}
         self.srpo = base.algo.name == "srpo"
+        shared = base.algo.share_policy
+        if shared:
+            self._check_shareable(seats)
+        self.groups = {SHARED: seats} if shared else {self.agents[i]: [i] for i in seats}
+        """Each learner role's name and the seats its hero plays."""
+        firsts = [group[0] for group in self.groups.values()]
+        hero_nets = {i: self._build(self._spec(i, critic=True)) for i in firsts}
+        roles = {i: self._role(nets) for i, nets in hero_nets.items()}
+        self.heroes = {i: roles[group[0]] for group in self.groups.values() for i in group}
         self.adversaries: dict[int, dict[int, Role]] = {}
-        if self.srpo:
+        self.adversary: Role | None = None
+        """Shared SRPO's one adversary (independent heroes have `adversaries`)."""
+        if self.srpo and shared:
+            self.adversary = self._adversary(seats[0], hero_nets[seats[0]])
+        elif self.srpo:
             self.adversaries = {
                 i: {j: self._adversary(j, hero_nets[j]) for j in seats if j != i} for i in seats
             }
@@ -77,14 +131,26 @@ class Population:
         )
         self.update_generators = {
             i: [make_generator(device, sub_seed(s, f"update/{self.agents[i]}")) for s in self.seeds]
-            for i in seats
+            for i in firsts
         }
-        self.rollout_seats = seats if self.srpo else [None]
-        """Per runner, the hero whose adversaries it plays with (SRPO), or None (IPPO)."""
-        env_names = [f"env{i}" for i in seats] if self.srpo else ["env0"]
+        """Per learner role (by its first seat), its update's and its adversaries' RNGs."""
+        env_names = [f"env{i}" for i in self.adversaries] or ["env0"]  # independent SRPO: per hero
         self.runners = [Runner(self._env(base.ppo.num_envs, name)) for name in env_names]
 
     # --- construction ----------------------------------------------------------------
+
+    def _check_shareable(self, seats: list[int]) -> None:
+        """One policy in every trained seat needs seats alike (as `SharedHeroes`); shared
+        SRPO needs a second seat for its adversary."""
+        first = (self.obs_dims[seats[0]], self.action_spaces[seats[0]])
+        for i in seats:
+            if (self.obs_dims[i], self.action_spaces[i]) != first:
+                raise UserError(
+                    "algo.share_policy needs the same observation size and action space in "
+                    f"every trained seat ({self.agents[i]} differs from {self.agents[seats[0]]})"
+                )
+        if self.srpo and len(seats) < 2:
+            raise UserError("shared SRPO needs at least two trained seats (hero and adversary)")
 
     def _spec(self, seat: int, *, critic: bool) -> NetSpec:
         net = self.config.net
@@ -132,11 +198,14 @@ class Population:
     # --- training --------------------------------------------------------------------
 
     def roles(self) -> dict[str, Role]:
-        return {self.agents[i]: role for i, role in self.heroes.items()}
+        """Each trained role by the name its policy is published under."""
+        return {name: self.heroes[group[0]] for name, group in self.groups.items()}
 
     def learners(self) -> list[Role]:
         adversaries = [a for advs in self.adversaries.values() for a in advs.values()]
-        return [*self.heroes.values(), *adversaries]
+        if self.adversary is not None:
+            adversaries.append(self.adversary)
+        return [*self.roles().values(), *adversaries]
 
     def set_lr_fraction(self, fraction: float) -> None:
         for role in self.learners():
@@ -144,12 +213,18 @@ class Population:
 
     def iterate(self) -> list[Iteration]:
         ppo = self.config.ppo
-        stats: Stats = {}
-        for seat, runner in zip(self.rollout_seats, self.runners, strict=True):
-            if seat is None:
-                stats |= self._ippo_rollout(runner)
-            else:
-                stats |= self._srpo_rollout(seat, runner)
+        if self.adversary is not None:
+            stats = self._shared_srpo_rollout(self.runners[0])
+        elif self.adversaries:
+            rollouts = [  # every rollout and KL target before any hero updates (`SRPO`)
+                self._srpo_rollout(i, runner)
+                for i, runner in zip(self.adversaries, self.runners, strict=True)
+            ]
+            stats = {}
+            for rollout in rollouts:
+                stats |= self._srpo_update(rollout)
+        else:
+            stats = self._ippo_rollout(self.runners[0])
         samples = ppo.num_envs * ppo.num_steps
         env_steps = samples * len(self.runners)
         return [
@@ -166,129 +241,204 @@ class Population:
         return collect(runner, seats, self.config.ppo.num_steps, self.generator, everyone)
 
     def _ippo_rollout(self, runner: Runner) -> Stats:
+        """Every hero learns from its seats' decisions in one rollout (a shared hero: all
+        its seats', as `SharedIPPO`)."""
         batches, episodes = self._collect(runner, self._seats({}))
         stats = self._episode_stats("train/", episodes, list(self.heroes))
-        for i, hero in self.heroes.items():
-            batch = self._behaviour(hero.net, batches[i], runner.obs[i])
-            hero_stats, _ = self._hero_update(hero, batch, self.update_generators[i])
-            stats |= prefixed(f"{self.agents[i]}/", hero_stats)
-            stats |= self._action_stats(i, batch, f"{self.agents[i]}/")
+        for name, group in self.groups.items():
+            hero = self.heroes[group[0]]
+            seats = [self._returns(hero.net, batches[i], runner.obs[i]) for i in group]
+            batch = self._behaviour(hero.net, self._played(seats))
+            stats |= prefixed(
+                f"{name}/", self._hero_update(hero, batch, self.update_generators[group[0]])
+            )
+            stats |= self._action_stats(group[0], batch, f"{name}/")
         return stats
 
-    def _srpo_rollout(self, i: int, runner: Runner) -> Stats:
+    def _played(self, seats: list[Batch]) -> Batch:
+        """The rows one policy learns from, out of the seats it played ([T, K * n] each):
+        turn-based, at each step and env the seat that acted (`_turns`); else every seat's,
+        side by side."""
+        if len(seats) == 1:
+            return seats[0]
+        if "acting" in seats[0]:
+            return _turns(seats)
+        return {key: _side_by_side([s[key] for s in seats], self.members) for key in seats[0]}
+
+    def _srpo_rollout(self, i: int, runner: Runner) -> _Rollout:
+        """Hero i's rollout with its adversaries in the partner seats, with the partners'
+        current policies on the adversaries' states (the KL targets)."""
         adversaries = self.adversaries[i]
         batches, episodes = self._collect(runner, self._seats(adversaries))
-        agent = self.agents[i]
-        stats = self._episode_stats(f"{agent}/vs_adversary/", episodes, [i])
-        hero = self._behaviour(self.heroes[i].net, batches[i], runner.obs[i])
-        adv_batches, targets = {}, {}
-        for j, adversary in adversaries.items():  # the partners' policies before any update
-            adv_batches[j] = self._behaviour(adversary.net, batches[j], None)
-            with torch.no_grad():
-                targets[j] = _frozen(self.heroes[j].net.distribution(adv_batches[j]["obs"]))
+        bootstrap = decision_steps([batches[j] for j in (i, *adversaries)])
+        hero = self._returns(self.heroes[i].net, batches[i], runner.obs[i], bootstrap)
+        advantages = {"advantages": hero["advantages"]}  # their decisions' credit
+        played = {
+            j: self._behaviour(a.net, batches[j] | advantages) for j, a in adversaries.items()
+        }
+        return _Rollout(
+            hero=i,
+            stats=self._episode_stats(f"{self.agents[i]}/vs_adversary/", episodes, [i]),
+            batch=self._behaviour(self.heroes[i].net, hero),
+            adversaries=played,
+            targets={j: _partner(self.heroes[j].net, batch) for j, batch in played.items()},
+        )
+
+    def _srpo_update(self, rollout: _Rollout) -> Stats:
+        """Hero i and its adversaries learn from its rollout (its update RNGs throughout)."""
+        i, agent = rollout.hero, self.agents[rollout.hero]
         rngs = self.update_generators[i]
-        hero_stats, advantages = self._hero_update(self.heroes[i], hero, rngs)
-        stats |= prefixed(f"{agent}/", hero_stats)
-        stats |= self._action_stats(i, hero, f"{agent}/")
-        solo = len(adversaries) == 1
-        for j, adversary in adversaries.items():
+        stats = rollout.stats | prefixed(
+            f"{agent}/", self._hero_update(self.heroes[i], rollout.batch, rngs)
+        )
+        stats |= self._action_stats(i, rollout.batch, f"{agent}/")
+        solo = len(rollout.adversaries) == 1
+        for j, batch in rollout.adversaries.items():
             prefix = f"{agent}/adversary/" + ("" if solo else f"{self.agents[j]}/")
-            adv_stats = self._adversary_update(
-                adversary, adv_batches[j], advantages, targets[j], rngs
+            adversary = self.adversaries[i][j]
+            stats |= prefixed(
+                prefix, self._adversary_update(adversary, batch, rollout.targets[j], rngs)
             )
-            stats |= prefixed(prefix, adv_stats)
-            stats |= self._action_stats(j, adv_batches[j], prefix)
+            stats |= self._action_stats(j, batch, prefix)
+        return stats
+
+    def _shared_srpo_rollout(self, runner: Runner) -> Stats:
+        """`SharedSRPO`'s iteration: each env draws the seat the hero plays (from its
+        member's sample generator), the adversary plays the other trained seats and learns
+        from its decisions, each weighted by the hero's advantage there, negated."""
+        seats, device = list(self.heroes), self.device
+        hero, adversary = self.heroes[seats[0]], self.adversary
+        draw = torch.cat(  # [K * n]: the index in ``seats`` of the hero's seat in each env
+            [
+                torch.randint(len(seats), (self.config.ppo.num_envs,), generator=g, device=device)
+                for g in self.generator.generators
+            ]
+        )
+        hero_seat = torch.tensor(seats, device=device)[draw]
+        players = [
+            self.fixed[i] if i in self.fixed else _HeroOrAdversary(hero, adversary, hero_seat == i)
+            for i in range(len(self.agents))
+        ]
+        batches, episodes = self._collect(runner, players)
+        stats = self._episode_stats(f"{SHARED}/vs_adversary/", episodes, seats)
+        own = [batches[i] for i in seats]
+        hero_rows, others, others_env = split_roles(own, draw)
+        decisions = decision_steps(own)
+        envs = torch.arange(draw.shape[0], device=device)
+        last_obs = torch.stack([runner.obs[i] for i in seats], 1)[envs, draw]
+        hero_rows = self._returns(hero.net, hero_rows, last_obs, decisions)
+        if decisions is None:  # simultaneous moves: the other seats' rows, env by env
+            others["advantages"] = hero_rows["advantages"][:, others_env]
+        else:  # turn-based: at each step the seat that acted, where it was not the hero's
+            others = _turns(own)
+            others["acting"] &= ~hero_rows["acting"]
+            others["advantages"] = hero_rows["advantages"]
+        hero_batch = self._behaviour(hero.net, hero_rows)
+        adversary_batch = self._behaviour(adversary.net, others)
+        target = _partner(hero.net, adversary_batch)  # before any update
+        rngs = self.update_generators[seats[0]]
+        stats |= prefixed(f"{SHARED}/", self._hero_update(hero, hero_batch, rngs))
+        adv_stats = self._adversary_update(adversary, adversary_batch, target, rngs)
+        stats |= prefixed(f"{SHARED}/adversary/", adv_stats)
+        stats |= self._action_stats(seats[0], hero_batch, f"{SHARED}/")
         return stats
 
     @torch.no_grad()
-    def _behaviour(
-        self, net: StackedNet, batch: dict[str, torch.Tensor], last_obs: torch.Tensor | None
-    ) -> dict[str, torch.Tensor]:
-        """A seat's rollout in member layout [K, T * n, ...] with what PPO needs from the
-        policy that acted: log-probs, mean action probabilities, values (critics)."""
+    def _returns(
+        self,
+        net: StackedNet,
+        batch: Batch,
+        last_obs: torch.Tensor,
+        bootstrap: torch.Tensor | None = None,
+    ) -> Batch:
+        """A seat's rollout [T, K * n] with its critic's values and its advantages and
+        returns, per member's gamma/lambda. Turn-based: `turn_gae` with the critic
+        bootstrapping (and learning: ``critic``) at the ``bootstrap`` steps (default: where
+        the seat acted), as `ppo.hero_update`."""
         members = self.members
-        out = {
-            "obs": to_members(batch["obs"], members),
-            "actions": _rows(batch["actions"], members)
-            if batch["actions"].dim() == 2
-            else to_members(batch["actions"], members),
-            "utility": batch["utility"],  # [T, K * n]: GAE runs on the env layout
-            "dones": batch["dones"],
-        }
-        dist = net.distribution(out["obs"])
-        out["logp"] = dist.log_prob(out["actions"])
-        if isinstance(dist, Categorical):
-            out["probs"] = dist.probs.mean(1)
-        if net.has_critic:
-            out["values"] = net.value(out["obs"])
-            last = net.value(to_members(last_obs, members)).reshape(-1)
-            out["last_value"] = last
+        steps, width = batch["utility"].shape
+        values = _env_layout(net.value(to_members(batch["obs"], members)), members, steps)
+        last_value = net.value(to_members(last_obs, members)).reshape(-1)
+        gamma = self.coef.gamma.repeat_interleave(width // members)
+        lam = self.coef.gae_lambda.repeat_interleave(width // members)
+        args = (batch["utility"], values, batch["dones"], last_value, gamma, lam)
+        out = batch | {"values": values}
+        if "acting" not in batch:
+            out["advantages"], out["returns"] = gae(*args)
+        else:
+            out["critic"] = batch["acting"] if bootstrap is None else bootstrap
+            out["advantages"], out["returns"] = turn_gae(*args, out["critic"])
         return out
 
-    def _gae(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Advantages and returns in member layout [K, T * n], per member's gamma/lambda."""
-        members, num_envs = self.members, self.config.ppo.num_envs
-        steps = batch["utility"].shape[0]
-        values = _env_layout(batch["values"], members, steps)
-        gamma = self.coef.gamma.repeat_interleave(num_envs)
-        lam = self.coef.gae_lambda.repeat_interleave(num_envs)
-        advantages, returns = gae(
-            batch["utility"], values, batch["dones"], batch["last_value"], gamma, lam
-        )
-        return _rows(advantages, members), _rows(returns, members)
+    @torch.no_grad()
+    def _behaviour(self, net: StackedNet, batch: Batch) -> Batch:
+        """A policy's rows in member layout [K, T * n, ...], with the log-probs and the
+        mean action probabilities (over its decisions) of the policy that acted."""
+        members = self.members
+        out = {
+            key: _rows(value, members) if value.dim() == 2 else to_members(value, members)
+            for key, value in batch.items()
+            if key not in ("utility", "dones")  # GAE is done: `_returns`
+        }
+        dist = net.distribution(out["obs"], out.get("mask"))
+        out["logp"] = dist.log_prob(out["actions"])
+        if isinstance(dist, Categorical):
+            out["probs"] = _mean_over(dist.probs, _weights(out.get("acting")))
+        return out
 
-    def _hero_update(
-        self, role: Role, batch: dict[str, torch.Tensor], rngs: list[torch.Generator]
-    ) -> tuple[Stats, torch.Tensor]:
-        """Eq. (8) per member: L_CLIP + eps * entropy, plus the critic's regression.
-        Returns the stats and the advantages [K, T * n] (SRPO's adversaries negate them)."""
+    def _hero_update(self, role: Role, batch: Batch, rngs: list[torch.Generator]) -> Stats:
+        """Eq. (8) per member: L_CLIP + eps * entropy, plus the critic's regression. In
+        turn-based batches the policy terms weigh the steps where the seat acted and the
+        critic its bootstrap steps (``critic``), as `ppo.hero_update` selects them."""
         ppo, coef, net = self.config.ppo, self.coef, role.net
-        advantages, returns = self._gae(batch)
+        advantages, returns, mask = batch["advantages"], batch["returns"], batch.get("mask")
+        policy_weights, value_weights = _weights(batch.get("acting")), _weights(batch.get("critic"))
         clip = coef.clip.unsqueeze(1)
 
         def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, Stats]:
             obs = _take(batch["obs"], idx)
-            dist = net.distribution(obs)
+            on_policy, on_value = _take(policy_weights, idx), _take(value_weights, idx)
+            dist = net.distribution(obs, _take(mask, idx))
             adv = _take(advantages, idx)
-            adv = _normalise(adv) if ppo.norm_adv else adv
+            adv = _normalise(adv, on_policy) if ppo.norm_adv else adv
             logp = dist.log_prob(_take(batch["actions"], idx))
-            pg_loss, stats = _clipped_surrogate(logp, _take(batch["logp"], idx), adv, clip)
-            v_loss = _value_loss(
-                net.value(obs), _take(batch["values"], idx), _take(returns, idx), clip, ppo
+            pg_loss, stats = _clipped_surrogate(
+                logp, _take(batch["logp"], idx), adv, clip, on_policy
             )
-            entropy = dist.entropy().mean(1)
+            old_values, target = _take(batch["values"], idx), _take(returns, idx)
+            v_loss = _value_loss(net.value(obs), old_values, target, clip, ppo, on_value)
+            entropy = _mean_over(dist.entropy(), on_policy)
             loss = pg_loss + coef.vf_coef * v_loss - coef.eps * entropy
             stats |= {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy}
             return loss.sum(), stats
 
         stats = self._optimise(role, advantages.shape[1], loss_fn, rngs)
-        stats["explained_variance"] = _explained_variance(batch["values"], returns)
-        return stats, advantages
+        stats["explained_variance"] = _explained_variance(batch["values"], returns, value_weights)
+        return stats
 
     def _adversary_update(
-        self,
-        role: Role,
-        batch: dict[str, torch.Tensor],
-        hero_advantages: torch.Tensor,
-        partner: Distribution,
-        rngs: list[torch.Generator],
+        self, role: Role, batch: Batch, partner: Distribution, rngs: list[torch.Generator]
     ) -> Stats:
-        """Eq. (9) per member: L_CLIP on -A_hero + (1/tau) * KL - [eps * entropy]."""
+        """Eq. (9) per member: L_CLIP on -A_hero (the hero's advantages at the batch's
+        steps) + (1/tau) * KL - [eps * entropy]; turn-based, over the adversary's own
+        decisions (weights, as `srpo.adversary_update` selects them)."""
         ppo, algo, coef, net = self.config.ppo, self.config.algo, self.coef, role.net
-        advantages = -hero_advantages
+        advantages = -batch["advantages"]
+        weights, mask = _weights(batch.get("acting")), batch.get("mask")
         clip = coef.clip.unsqueeze(1)
         ent_coef = coef.eps if algo.adversary_entropy == "eps" else torch.zeros_like(coef.eps)
 
         def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, Stats]:
-            dist = net.distribution(_take(batch["obs"], idx))
+            dist = net.distribution(_take(batch["obs"], idx), _take(mask, idx))
+            decided = _take(weights, idx)
             adv = _take(advantages, idx)
-            adv = _normalise(adv) if ppo.norm_adv else adv
+            adv = _normalise(adv, decided) if ppo.norm_adv else adv
             logp = dist.log_prob(_take(batch["actions"], idx))
-            pg_loss, stats = _clipped_surrogate(logp, _take(batch["logp"], idx), adv, clip)
+            pg_loss, stats = _clipped_surrogate(logp, _take(batch["logp"], idx), adv, clip, decided)
             target = _take_dist(partner, idx)
             forward = algo.kl_direction == "adversary-partner"
-            kl = (dist.kl(target) if forward else target.kl(dist)).mean(1)
-            entropy = dist.entropy().mean(1)
+            kl = _mean_over(dist.kl(target) if forward else target.kl(dist), decided)
+            entropy = _mean_over(dist.entropy(), decided)
             loss = pg_loss + kl / coef.tau - ent_coef * entropy
             stats |= {"policy_loss": pg_loss, "kl_partner": kl, "entropy": entropy}
             return loss.sum(), stats
@@ -373,13 +523,10 @@ class Population:
         return [self._member_state(k) for k in range(self.members)]
 
     def _member_state(self, k: int) -> dict[str, Any]:
-        return {
+        state = {
             "optimizers": {name: r.optimizer.member_state(k) for name, r in self.roles().items()},
             "adversaries": {
-                i: {
-                    j: {"net": a.net.member_state(k), "optimizer": a.optimizer.member_state(k)}
-                    for j, a in advs.items()
-                }
+                i: {j: _role_state(a, k) for j, a in advs.items()}
                 for i, advs in self.adversaries.items()
             },
             "generator": self.generator.generators[k].get_state(),
@@ -387,6 +534,9 @@ class Population:
             "update_generators": {i: g[k].get_state() for i, g in self.update_generators.items()},
             "runners": [member_runner_state(r, k, self.members) for r in self.runners],
         }
+        if self.adversary is not None:
+            state["adversary"] = _role_state(self.adversary, k)
+        return state
 
     def load_state_dict(self, policies: list[dict], states: list[dict[str, Any]]) -> None:
         for k, (policy, state) in enumerate(zip(policies, states, strict=True)):
@@ -395,15 +545,25 @@ class Population:
                 role.optimizer.load_member_state(k, state["optimizers"][name])
             for i, advs in self.adversaries.items():
                 for j, adversary in advs.items():
-                    saved = state["adversaries"][i][j]
-                    adversary.net.load_member_state(k, saved["net"])
-                    adversary.optimizer.load_member_state(k, saved["optimizer"])
+                    _load_role_state(adversary, k, state["adversaries"][i][j])
+            if self.adversary is not None:
+                _load_role_state(self.adversary, k, state["adversary"])
             self.generator.generators[k].set_state(state["generator"])
             self.init_generators[k].set_state(state["init_generator"])
             for i, generators in self.update_generators.items():
                 generators[k].set_state(state["update_generators"][i])
         for r, runner in enumerate(self.runners):
             load_runner_states(runner, [state["runners"][r] for state in states])
+
+
+def _role_state(role: Role, k: int) -> dict[str, Any]:
+    """Member k's network and optimiser of a role no policy publishes (an adversary)."""
+    return {"net": role.net.member_state(k), "optimizer": role.optimizer.member_state(k)}
+
+
+def _load_role_state(role: Role, k: int, state: dict[str, Any]) -> None:
+    role.net.load_member_state(k, state["net"])
+    role.optimizer.load_member_state(k, state["optimizer"])
 
 
 def member_runner_state(runner: Runner, k: int, members: int) -> dict[str, Any]:
@@ -426,6 +586,7 @@ def load_runner_states(runner: Runner, states: list[dict[str, Any]]) -> None:
     obs = [torch.cat([s["obs"][i] for s in states]) for i in range(len(first["obs"]))]
     env = runner.env.join_member_states([s["env"] for s in states])
     runner.load_state_dict({"env": env, "obs": obs, "info_keys": first["info_keys"], "sums": sums})
+    runner.legal, runner.acting = runner.env.masks()  # turn-based: of the games as loaded
 
 
 # --- batched PPO terms: [K, N] in, [K] out ---------------------------------------------
@@ -441,9 +602,34 @@ def _env_layout(x: torch.Tensor, members: int, steps: int) -> torch.Tensor:
     return x.reshape(members, steps, -1).transpose(0, 1).reshape(steps, -1)
 
 
-def _take(x: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
+def _side_by_side(parts: list[torch.Tensor], members: int) -> torch.Tensor:
+    """Seats' [T, K * n, ...] side by side: [T, K * S * n, ...], each member's envs seat by
+    seat (a shared policy's rows where every seat acts at every step)."""
+    split = [part.unflatten(1, (members, -1)) for part in parts]
+    return torch.stack(split, 2).flatten(1, 3)
+
+
+def _turns(seats: list[Batch]) -> Batch:
+    """Turn-based seats' [T, B, ...] -> at each step and env the row of the seat that acted
+    (``acting``: whether one did): a shared policy's rows, T * B rather than S * T * B of
+    which all but one in S would weigh 0."""
+    acting = torch.stack([seat["acting"] for seat in seats])  # [S, T, B]
+    if bool((acting.sum(0) > 1).any()):
+        raise ValueError("two seats of one policy acted at once; populations need turns")
+    index = torch.arange(len(seats), device=acting.device).view(-1, 1, 1)
+    turn = (acting.long() * index).sum(0, keepdim=True)  # [1, T, B]
+    out = {}
+    for key in seats[0]:
+        stacked = torch.stack([seat[key] for seat in seats])
+        at = turn.view(*turn.shape, *[1] * (stacked.dim() - 3)).expand(1, *stacked.shape[1:])
+        out[key] = stacked.gather(0, at).squeeze(0)
+    out["acting"] = acting.any(0)
+    return out
+
+
+def _take(x: torch.Tensor | None, idx: torch.Tensor | slice) -> torch.Tensor | None:
     """Rows ``idx`` [K, m] of each member from [K, N, ...] (a slice: all of them)."""
-    if isinstance(idx, slice):
+    if x is None or isinstance(idx, slice):
         return x
     if x.dim() == 2:
         return x.gather(1, idx)
@@ -456,10 +642,10 @@ def _take_dist(dist: Distribution, idx: torch.Tensor | slice) -> Distribution:
     return DiagGaussian(_take(dist.mean, idx), _take(dist.log_std, idx))
 
 
-def _frozen(dist: Distribution) -> Distribution:
-    if isinstance(dist, Categorical):
-        return dist.frozen()
-    return DiagGaussian(dist.mean.detach().clone(), dist.log_std.detach().clone())
+@torch.no_grad()
+def _partner(net: StackedNet, batch: Batch) -> Distribution:
+    """A partner's policy on an adversary's states, under its masks: the KL target."""
+    return net.distribution(batch["obs"], batch.get("mask")).frozen()
 
 
 def _mean(values: list[torch.Tensor]) -> torch.Tensor:
@@ -471,36 +657,70 @@ def _mean(values: list[torch.Tensor]) -> torch.Tensor:
     return total / len(values)
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    if x.shape[1] < 2:
-        return x
-    return (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-8)
+def _weights(rows: torch.Tensor | None) -> torch.Tensor | None:
+    """The rows [K, N] that count (bool) as 0/1 weights; None: all of them."""
+    return None if rows is None else rows.float()
+
+
+def _mean_over(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Each member's mean over its rows, [K, N, ...] -> [K, ...]; with ``weights`` [K, N],
+    over its weighted rows (0 where it has none, as PPO counts a missing stat)."""
+    if weights is None:
+        return x.mean(1)
+    w = weights.reshape(*weights.shape, *[1] * (x.dim() - 2))
+    return (x * w).sum(1) / w.sum(1).clamp(min=1)
+
+
+def _var(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Each member's unbiased variance over its (weighted) rows, [K, N] -> [K]."""
+    if weights is None:
+        return x.var(1)
+    deviation = x - _mean_over(x, weights).unsqueeze(1)
+    return (deviation.square() * weights).sum(1) / (weights.sum(1) - 1)
+
+
+def _normalise(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Advantages normalised per member over its (weighted) rows; fewer than two rows are
+    left as they are (as `ppo.normalise`)."""
+    if weights is None:
+        if x.shape[1] < 2:
+            return x
+        return (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-8)
+    mean = _mean_over(x, weights).unsqueeze(1)
+    std = _var(x, weights).sqrt().unsqueeze(1)
+    return torch.where(weights.sum(1, keepdim=True) > 1, (x - mean) / (std + 1e-8), x)
 
 
 def _clipped_surrogate(
-    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip: torch.Tensor
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    clip: torch.Tensor,
+    weights: torch.Tensor | None,
 ) -> tuple[torch.Tensor, Stats]:
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
     clipped = torch.clamp(ratio, 1 - clip, 1 + clip)
-    loss = -torch.min(ratio * advantages, clipped * advantages).mean(1)
+    loss = _mean_over(-torch.min(ratio * advantages, clipped * advantages), weights)
     with torch.no_grad():
         stats = {
-            "approx_kl": ((ratio - 1) - log_ratio).mean(1),
-            "clipfrac": ((ratio - 1).abs() > clip).float().mean(1),
+            "approx_kl": _mean_over((ratio - 1) - log_ratio, weights),
+            "clipfrac": _mean_over(((ratio - 1).abs() > clip).float(), weights),
         }
     return loss, stats
 
 
-def _value_loss(values, old_values, returns, clip, ppo) -> torch.Tensor:
+def _value_loss(values, old_values, returns, clip, ppo, weights) -> torch.Tensor:
     loss = (values - returns) ** 2
     if ppo.clip_vloss:
         clipped = old_values + torch.clamp(values - old_values, -clip, clip)
         loss = torch.max(loss, (clipped - returns) ** 2)
-    return 0.5 * loss.mean(1)
+    return 0.5 * _mean_over(loss, weights)
 
 
-def _explained_variance(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
-    var = returns.var(1)
-    out = 1 - (returns - values).var(1) / var
+def _explained_variance(
+    values: torch.Tensor, returns: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    var = _var(returns, weights)
+    out = 1 - _var(returns - values, weights) / var
     return torch.where(var == 0, torch.full_like(out, float("nan")), out)
