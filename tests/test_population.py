@@ -217,3 +217,23 @@ def test_bench_population_prints_and_writes_json(cli, tmp_path):
     assert rows[3]["amortised_run_seconds"] == pytest.approx(  # rounded to 0.1 s
         report["run_steps"] / rows[3]["steps_per_second"], abs=0.06
     )
+
+
+@pytest.mark.parametrize("preset", ["gridworld-ippo", "gridworld-srpo"])
+def test_a_population_of_one_computes_what_a_solo_run_does(preset):
+    """The same seeds, the same algorithm in `algos/`: equal up to float rounding (batched
+    kernels and another tanh formula round differently)."""
+    from srpo_core.train import build_algorithm, build_population
+
+    config = resolve(presets=[preset], sets=["run.parallel_updates=false"])
+    solo = build_algorithm(config, registry=None)
+    population = build_population([config])
+    for _ in range(3):
+        expected, (got,) = solo.iterate().metrics, population.iterate()
+    assert got.metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got.metrics[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    for role, state in solo.policy_states().items():
+        for name, tensor in state.items():
+            member = population.policy_states()[0][role][name]
+            assert torch.allclose(member, tensor, atol=1e-5), (role, name)
