@@ -182,6 +182,10 @@ def train(
         )
 
 
+MAX_MEMBERS = 4096
+"""The most runs one ``--seeds`` may name (a typo like 0..1000000000 fails fast)."""
+
+
 def parse_seeds(spec: str) -> list[int]:
     """``--seeds``: N (0..N-1), A..B (inclusive), or a comma list of those."""
     seeds: list[int] = []
@@ -193,14 +197,16 @@ def parse_seeds(spec: str) -> list[int]:
                 first, last = int(low), int(high)
                 if last < first:
                     raise ValueError
-                seeds.extend(range(first, last + 1))
+                span = range(first, last + 1)
             elif len(spec.split(",")) == 1:
-                count = int(part)
-                if count < 1:
+                span = range(int(part))
+                if not span:
                     raise ValueError
-                seeds.extend(range(count))
             else:
-                seeds.append(int(part))
+                span = range(int(part), int(part) + 1)
+            if len(seeds) + len(span) > MAX_MEMBERS:
+                raise UserError(f"--seeds names more than {MAX_MEMBERS} runs")
+            seeds.extend(span)
         except ValueError:
             raise UserError(
                 f"--seeds expects N, A..B or a comma list (e.g. 30, 0..29, 0,5,7..9), got {spec!r}"

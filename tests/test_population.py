@@ -179,6 +179,8 @@ def test_population_resumes_bit_for_bit_after_sigkill(cli, registry_url):
         (["--seeds", "0..x"], "--seeds expects N, A..B or a comma list"),
         (["--seeds", "3", "--seed", "1"], "give --seed or --seeds, not both"),
         (["--seeds", "1,1"], "names a seed twice"),
+        (["--seeds", "0..99999999999"], "--seeds names more than 4096 runs"),
+        (["--seeds", "-3..1"], "run.seed = -3"),
         (["--env", "ipd", "--seeds", "2"], "cannot train as a population yet"),
     ],
 )
