@@ -14,7 +14,7 @@ Turn-based envs (Hanabi): a seat learns only from the steps where it acted (poli
 its bootstrap steps (critic), as `ppo.hero_update` does by selecting rows. Members act at
 different steps, so here every row stays and the means are weighted (0/1 weights, a mean
 over a member's weighted rows), which keeps every member's tensors one shape. A shared
-policy's rows are, at each step and env, those of the seat that acted (`_turns`), so it
+policy's rows are, at each step and env, those of the seat that acted (`layout.turn_rows`), so it
 learns from T * n rows per member, not S times as many mostly idle ones. With one
 minibatch (the Hanabi presets) that is the run's update; with several, each is a random
 slice of all rows, so how many of them count varies from minibatch to minibatch (a run
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
+from srpo_core.agents.distributions import Categorical, Distribution
 from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.algos.base import Iteration, make_generator, prefixed, sub_seed
 from srpo_core.algos.ppo import gae, turn_gae
@@ -38,16 +38,13 @@ from srpo_core.config import Config
 from srpo_core.envs import make_env
 from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.errors import UserError
+from srpo_core.population import layout, member_state, terms
+from srpo_core.population.layout import Batch
 from srpo_core.population.members import Coefficients, check_population
 from srpo_core.population.optim import MemberAdam
 from srpo_core.population.stacked import StackedNet, StackedSeat, to_members
+from srpo_core.population.terms import Stats
 from srpo_core.rollout import MemberGenerators, Runner, Seat, collect, play_episodes
-
-Stats = dict[str, torch.Tensor]
-"""Per-member statistics: name -> [K]."""
-Batch = dict[str, torch.Tensor]
-"""Rollout tensors by name: per seat [T, K * n, ...] (env layout), per learner [K, T * n,
-...] (member layout, `_behaviour`)."""
 
 
 @dataclass
@@ -257,13 +254,13 @@ class Population:
 
     def _played(self, seats: list[Batch]) -> Batch:
         """The rows one policy learns from, out of the seats it played ([T, K * n] each):
-        turn-based, at each step and env the seat that acted (`_turns`); else every seat's,
-        side by side."""
+        turn-based, at each step and env the seat that acted (`layout.turn_rows`); else
+        every seat's, side by side."""
         if len(seats) == 1:
             return seats[0]
         if "acting" in seats[0]:
-            return _turns(seats)
-        return {key: _side_by_side([s[key] for s in seats], self.members) for key in seats[0]}
+            return layout.turn_rows(seats)
+        return {key: layout.side_by_side([s[key] for s in seats], self.members) for key in seats[0]}
 
     def _srpo_rollout(self, i: int, runner: Runner) -> _Rollout:
         """Hero i's rollout with its adversaries in the partner seats, with the partners'
@@ -281,7 +278,9 @@ class Population:
             stats=self._episode_stats(f"{self.agents[i]}/vs_adversary/", episodes, [i]),
             batch=self._behaviour(self.heroes[i].net, hero),
             adversaries=played,
-            targets={j: _partner(self.heroes[j].net, batch) for j, batch in played.items()},
+            targets={
+                j: terms.partner_target(self.heroes[j].net, batch) for j, batch in played.items()
+            },
         )
 
     def _srpo_update(self, rollout: _Rollout) -> Stats:
@@ -330,12 +329,12 @@ class Population:
         if decisions is None:  # simultaneous moves: the other seats' rows, env by env
             others["advantages"] = hero_rows["advantages"][:, others_env]
         else:  # turn-based: at each step the seat that acted, where it was not the hero's
-            others = _turns(own)
+            others = layout.turn_rows(own)
             others["acting"] &= ~hero_rows["acting"]
             others["advantages"] = hero_rows["advantages"]
         hero_batch = self._behaviour(hero.net, hero_rows)
         adversary_batch = self._behaviour(adversary.net, others)
-        target = _partner(hero.net, adversary_batch)  # before any update
+        target = terms.partner_target(hero.net, adversary_batch)  # before any update
         rngs = self.update_generators[seats[0]]
         stats |= prefixed(f"{SHARED}/", self._hero_update(hero, hero_batch, rngs))
         adv_stats = self._adversary_update(adversary, adversary_batch, target, rngs)
@@ -357,7 +356,7 @@ class Population:
         the seat acted), as `ppo.hero_update`."""
         members = self.members
         steps, width = batch["utility"].shape
-        values = _env_layout(net.value(to_members(batch["obs"], members)), members, steps)
+        values = layout.env_layout(net.value(to_members(batch["obs"], members)), members, steps)
         last_value = net.value(to_members(last_obs, members)).reshape(-1)
         gamma = self.coef.gamma.repeat_interleave(width // members)
         lam = self.coef.gae_lambda.repeat_interleave(width // members)
@@ -376,14 +375,16 @@ class Population:
         mean action probabilities (over its decisions) of the policy that acted."""
         members = self.members
         out = {
-            key: _rows(value, members) if value.dim() == 2 else to_members(value, members)
+            key: layout.member_rows(value, members)
+            if value.dim() == 2
+            else to_members(value, members)
             for key, value in batch.items()
             if key not in ("utility", "dones")  # GAE is done: `_returns`
         }
         dist = net.distribution(out["obs"], out.get("mask"))
         out["logp"] = dist.log_prob(out["actions"])
         if isinstance(dist, Categorical):
-            out["probs"] = _mean_over(dist.probs, _weights(out.get("acting")))
+            out["probs"] = terms.mean_over(dist.probs, terms.as_weights(out.get("acting")))
         return out
 
     def _hero_update(self, role: Role, batch: Batch, rngs: list[torch.Generator]) -> Stats:
@@ -392,28 +393,39 @@ class Population:
         critic its bootstrap steps (``critic``), as `ppo.hero_update` selects them."""
         ppo, coef, net = self.config.ppo, self.coef, role.net
         advantages, returns, mask = batch["advantages"], batch["returns"], batch.get("mask")
-        policy_weights, value_weights = _weights(batch.get("acting")), _weights(batch.get("critic"))
+        policy_weights, value_weights = (
+            terms.as_weights(batch.get("acting")),
+            terms.as_weights(batch.get("critic")),
+        )
         clip = coef.clip.unsqueeze(1)
 
         def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, Stats]:
-            obs = _take(batch["obs"], idx)
-            on_policy, on_value = _take(policy_weights, idx), _take(value_weights, idx)
-            dist = net.distribution(obs, _take(mask, idx))
-            adv = _take(advantages, idx)
-            adv = _normalise(adv, on_policy) if ppo.norm_adv else adv
-            logp = dist.log_prob(_take(batch["actions"], idx))
-            pg_loss, stats = _clipped_surrogate(
-                logp, _take(batch["logp"], idx), adv, clip, on_policy
+            obs = layout.take_rows(batch["obs"], idx)
+            on_policy, on_value = (
+                layout.take_rows(policy_weights, idx),
+                layout.take_rows(value_weights, idx),
             )
-            old_values, target = _take(batch["values"], idx), _take(returns, idx)
-            v_loss = _value_loss(net.value(obs), old_values, target, clip, ppo, on_value)
-            entropy = _mean_over(dist.entropy(), on_policy)
+            dist = net.distribution(obs, layout.take_rows(mask, idx))
+            adv = layout.take_rows(advantages, idx)
+            adv = terms.normalise(adv, on_policy) if ppo.norm_adv else adv
+            logp = dist.log_prob(layout.take_rows(batch["actions"], idx))
+            pg_loss, stats = terms.clipped_surrogate(
+                logp, layout.take_rows(batch["logp"], idx), adv, clip, on_policy
+            )
+            old_values, target = (
+                layout.take_rows(batch["values"], idx),
+                layout.take_rows(returns, idx),
+            )
+            v_loss = terms.value_loss(net.value(obs), old_values, target, clip, ppo, on_value)
+            entropy = terms.mean_over(dist.entropy(), on_policy)
             loss = pg_loss + coef.vf_coef * v_loss - coef.eps * entropy
             stats |= {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy}
             return loss.sum(), stats
 
         stats = self._optimise(role, advantages.shape[1], loss_fn, rngs)
-        stats["explained_variance"] = _explained_variance(batch["values"], returns, value_weights)
+        stats["explained_variance"] = terms.explained_variance(
+            batch["values"], returns, value_weights
+        )
         return stats
 
     def _adversary_update(
@@ -424,21 +436,25 @@ class Population:
         decisions (weights, as `srpo.adversary_update` selects them)."""
         ppo, algo, coef, net = self.config.ppo, self.config.algo, self.coef, role.net
         advantages = -batch["advantages"]
-        weights, mask = _weights(batch.get("acting")), batch.get("mask")
+        weights, mask = terms.as_weights(batch.get("acting")), batch.get("mask")
         clip = coef.clip.unsqueeze(1)
         ent_coef = coef.eps if algo.adversary_entropy == "eps" else torch.zeros_like(coef.eps)
 
         def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, Stats]:
-            dist = net.distribution(_take(batch["obs"], idx), _take(mask, idx))
-            decided = _take(weights, idx)
-            adv = _take(advantages, idx)
-            adv = _normalise(adv, decided) if ppo.norm_adv else adv
-            logp = dist.log_prob(_take(batch["actions"], idx))
-            pg_loss, stats = _clipped_surrogate(logp, _take(batch["logp"], idx), adv, clip, decided)
-            target = _take_dist(partner, idx)
+            dist = net.distribution(
+                layout.take_rows(batch["obs"], idx), layout.take_rows(mask, idx)
+            )
+            decided = layout.take_rows(weights, idx)
+            adv = layout.take_rows(advantages, idx)
+            adv = terms.normalise(adv, decided) if ppo.norm_adv else adv
+            logp = dist.log_prob(layout.take_rows(batch["actions"], idx))
+            pg_loss, stats = terms.clipped_surrogate(
+                logp, layout.take_rows(batch["logp"], idx), adv, clip, decided
+            )
+            target = layout.take_dist(partner, idx)
             forward = algo.kl_direction == "adversary-partner"
-            kl = _mean_over(dist.kl(target) if forward else target.kl(dist), decided)
-            entropy = _mean_over(dist.entropy(), decided)
+            kl = terms.mean_over(dist.kl(target) if forward else target.kl(dist), decided)
+            entropy = terms.mean_over(dist.entropy(), decided)
             loss = pg_loss + kl / coef.tau - ent_coef * entropy
             stats |= {"policy_loss": pg_loss, "kl_partner": kl, "entropy": entropy}
             return loss.sum(), stats
@@ -465,7 +481,7 @@ class Population:
                 role.optimizer.clip_grads()
                 role.optimizer.step()
                 steps.append({k: v.detach() for k, v in step_stats.items()})
-        return {key: _mean([s[key] for s in steps]) for key in steps[0]}
+        return {key: terms.mean_of([s[key] for s in steps]) for key in steps[0]}
 
     def _episode_stats(self, prefix: str, episodes, team: list[int]) -> Stats:
         """Each member's episode summary, as [K] tensors (NaN where a member completed
@@ -526,16 +542,16 @@ class Population:
         state = {
             "optimizers": {name: r.optimizer.member_state(k) for name, r in self.roles().items()},
             "adversaries": {
-                i: {j: _role_state(a, k) for j, a in advs.items()}
+                i: {j: member_state.role_state(a, k) for j, a in advs.items()}
                 for i, advs in self.adversaries.items()
             },
             "generator": self.generator.generators[k].get_state(),
             "init_generator": self.init_generators[k].get_state(),
             "update_generators": {i: g[k].get_state() for i, g in self.update_generators.items()},
-            "runners": [member_runner_state(r, k, self.members) for r in self.runners],
+            "runners": [member_state.member_runner_state(r, k, self.members) for r in self.runners],
         }
         if self.adversary is not None:
-            state["adversary"] = _role_state(self.adversary, k)
+            state["adversary"] = member_state.role_state(self.adversary, k)
         return state
 
     def load_state_dict(self, policies: list[dict], states: list[dict[str, Any]]) -> None:
@@ -545,182 +561,12 @@ class Population:
                 role.optimizer.load_member_state(k, state["optimizers"][name])
             for i, advs in self.adversaries.items():
                 for j, adversary in advs.items():
-                    _load_role_state(adversary, k, state["adversaries"][i][j])
+                    member_state.load_role_state(adversary, k, state["adversaries"][i][j])
             if self.adversary is not None:
-                _load_role_state(self.adversary, k, state["adversary"])
+                member_state.load_role_state(self.adversary, k, state["adversary"])
             self.generator.generators[k].set_state(state["generator"])
             self.init_generators[k].set_state(state["init_generator"])
             for i, generators in self.update_generators.items():
                 generators[k].set_state(state["update_generators"][i])
         for r, runner in enumerate(self.runners):
-            load_runner_states(runner, [state["runners"][r] for state in states])
-
-
-def _role_state(role: Role, k: int) -> dict[str, Any]:
-    """Member k's network and optimiser of a role no policy publishes (an adversary)."""
-    return {"net": role.net.member_state(k), "optimizer": role.optimizer.member_state(k)}
-
-
-def _load_role_state(role: Role, k: int, state: dict[str, Any]) -> None:
-    role.net.load_member_state(k, state["net"])
-    role.optimizer.load_member_state(k, state["optimizer"])
-
-
-def member_runner_state(runner: Runner, k: int, members: int) -> dict[str, Any]:
-    """Member k's slice of a population runner's state (`Runner.state_dict`)."""
-    state = runner.state_dict()
-    width = runner.env.num_envs // members
-    rows = slice(k * width, (k + 1) * width)
-    return {
-        "env": runner.env.member_state(state["env"], k, members),
-        "obs": [obs[rows].clone() for obs in state["obs"]],
-        "info_keys": state["info_keys"],
-        "sums": None if state["sums"] is None else state["sums"][:, rows].clone(),
-    }
-
-
-def load_runner_states(runner: Runner, states: list[dict[str, Any]]) -> None:
-    """A population runner from its members' slices (`member_runner_state`)."""
-    first = states[0]
-    sums = None if first["sums"] is None else torch.cat([s["sums"] for s in states], 1)
-    obs = [torch.cat([s["obs"][i] for s in states]) for i in range(len(first["obs"]))]
-    env = runner.env.join_member_states([s["env"] for s in states])
-    runner.load_state_dict({"env": env, "obs": obs, "info_keys": first["info_keys"], "sums": sums})
-    runner.legal, runner.acting = runner.env.masks()  # turn-based: of the games as loaded
-
-
-# --- batched PPO terms: [K, N] in, [K] out ---------------------------------------------
-
-
-def _rows(x: torch.Tensor, members: int) -> torch.Tensor:
-    """[T, K * n] -> [K, T * n] (member layout; see `to_members`)."""
-    return to_members(x.unsqueeze(-1), members).squeeze(-1)
-
-
-def _env_layout(x: torch.Tensor, members: int, steps: int) -> torch.Tensor:
-    """[K, T * n] -> [T, K * n]."""
-    return x.reshape(members, steps, -1).transpose(0, 1).reshape(steps, -1)
-
-
-def _side_by_side(parts: list[torch.Tensor], members: int) -> torch.Tensor:
-    """Seats' [T, K * n, ...] side by side: [T, K * S * n, ...], each member's envs seat by
-    seat (a shared policy's rows where every seat acts at every step)."""
-    split = [part.unflatten(1, (members, -1)) for part in parts]
-    return torch.stack(split, 2).flatten(1, 3)
-
-
-def _turns(seats: list[Batch]) -> Batch:
-    """Turn-based seats' [T, B, ...] -> at each step and env the row of the seat that acted
-    (``acting``: whether one did): a shared policy's rows, T * B rather than S * T * B of
-    which all but one in S would weigh 0."""
-    acting = torch.stack([seat["acting"] for seat in seats])  # [S, T, B]
-    if bool((acting.sum(0) > 1).any()):
-        raise ValueError("two seats of one policy acted at once; populations need turns")
-    index = torch.arange(len(seats), device=acting.device).view(-1, 1, 1)
-    turn = (acting.long() * index).sum(0, keepdim=True)  # [1, T, B]
-    out = {}
-    for key in seats[0]:
-        stacked = torch.stack([seat[key] for seat in seats])
-        at = turn.view(*turn.shape, *[1] * (stacked.dim() - 3)).expand(1, *stacked.shape[1:])
-        out[key] = stacked.gather(0, at).squeeze(0)
-    out["acting"] = acting.any(0)
-    return out
-
-
-def _take(x: torch.Tensor | None, idx: torch.Tensor | slice) -> torch.Tensor | None:
-    """Rows ``idx`` [K, m] of each member from [K, N, ...] (a slice: all of them)."""
-    if x is None or isinstance(idx, slice):
-        return x
-    if x.dim() == 2:
-        return x.gather(1, idx)
-    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
-def _take_dist(dist: Distribution, idx: torch.Tensor | slice) -> Distribution:
-    if isinstance(dist, Categorical):
-        return Categorical(_take(dist.raw, idx))
-    return DiagGaussian(_take(dist.mean, idx), _take(dist.log_std, idx))
-
-
-@torch.no_grad()
-def _partner(net: StackedNet, batch: Batch) -> Distribution:
-    """A partner's policy on an adversary's states, under its masks: the KL target."""
-    return net.distribution(batch["obs"], batch.get("mask")).frozen()
-
-
-def _mean(values: list[torch.Tensor]) -> torch.Tensor:
-    """The mean of [K] tensors, added one by one (a reduction over a stacked [S, K] table
-    adds in another order with one member than with many)."""
-    total = values[0]
-    for value in values[1:]:
-        total = total + value
-    return total / len(values)
-
-
-def _weights(rows: torch.Tensor | None) -> torch.Tensor | None:
-    """The rows [K, N] that count (bool) as 0/1 weights; None: all of them."""
-    return None if rows is None else rows.float()
-
-
-def _mean_over(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Each member's mean over its rows, [K, N, ...] -> [K, ...]; with ``weights`` [K, N],
-    over its weighted rows (0 where it has none, as PPO counts a missing stat)."""
-    if weights is None:
-        return x.mean(1)
-    w = weights.reshape(*weights.shape, *[1] * (x.dim() - 2))
-    return (x * w).sum(1) / w.sum(1).clamp(min=1)
-
-
-def _var(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Each member's unbiased variance over its (weighted) rows, [K, N] -> [K]."""
-    if weights is None:
-        return x.var(1)
-    deviation = x - _mean_over(x, weights).unsqueeze(1)
-    return (deviation.square() * weights).sum(1) / (weights.sum(1) - 1)
-
-
-def _normalise(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Advantages normalised per member over its (weighted) rows; fewer than two rows are
-    left as they are (as `ppo.normalise`)."""
-    if weights is None:
-        if x.shape[1] < 2:
-            return x
-        return (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-8)
-    mean = _mean_over(x, weights).unsqueeze(1)
-    std = _var(x, weights).sqrt().unsqueeze(1)
-    return torch.where(weights.sum(1, keepdim=True) > 1, (x - mean) / (std + 1e-8), x)
-
-
-def _clipped_surrogate(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    clip: torch.Tensor,
-    weights: torch.Tensor | None,
-) -> tuple[torch.Tensor, Stats]:
-    log_ratio = logp - old_logp
-    ratio = log_ratio.exp()
-    clipped = torch.clamp(ratio, 1 - clip, 1 + clip)
-    loss = _mean_over(-torch.min(ratio * advantages, clipped * advantages), weights)
-    with torch.no_grad():
-        stats = {
-            "approx_kl": _mean_over((ratio - 1) - log_ratio, weights),
-            "clipfrac": _mean_over(((ratio - 1).abs() > clip).float(), weights),
-        }
-    return loss, stats
-
-
-def _value_loss(values, old_values, returns, clip, ppo, weights) -> torch.Tensor:
-    loss = (values - returns) ** 2
-    if ppo.clip_vloss:
-        clipped = old_values + torch.clamp(values - old_values, -clip, clip)
-        loss = torch.max(loss, (clipped - returns) ** 2)
-    return 0.5 * _mean_over(loss, weights)
-
-
-def _explained_variance(
-    values: torch.Tensor, returns: torch.Tensor, weights: torch.Tensor | None
-) -> torch.Tensor:
-    var = _var(returns, weights)
-    out = 1 - _var(returns - values, weights) / var
-    return torch.where(var == 0, torch.full_like(out, float("nan")), out)
+            member_state.load_runner_states(runner, [state["runners"][r] for state in states])

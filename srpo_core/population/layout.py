@@ -1,0 +1,67 @@
+"""A population's tensors in their two layouts, and rows taken per member.
+
+Env layout: [T, K * n, ...], as envs and `rollout.collect` produce them (member-major
+envs). Member layout: [K, T * n, ...], each member's rows in the order its own flattened
+batch would have them (`stacked.to_members`), as the batched updates take them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
+from srpo_core.population.stacked import to_members
+
+Batch = dict[str, torch.Tensor]
+"""Rollout tensors by name: per seat [T, K * n, ...] (env layout), per learner [K, T * n,
+...] (member layout)."""
+
+
+def member_rows(x: torch.Tensor, members: int) -> torch.Tensor:
+    """[T, K * n] -> [K, T * n] (member layout; see `to_members`)."""
+    return to_members(x.unsqueeze(-1), members).squeeze(-1)
+
+
+def env_layout(x: torch.Tensor, members: int, steps: int) -> torch.Tensor:
+    """[K, T * n] -> [T, K * n]."""
+    return x.reshape(members, steps, -1).transpose(0, 1).reshape(steps, -1)
+
+
+def side_by_side(parts: list[torch.Tensor], members: int) -> torch.Tensor:
+    """Seats' [T, K * n, ...] side by side: [T, K * S * n, ...], each member's envs seat by
+    seat (a shared policy's rows where every seat acts at every step)."""
+    split = [part.unflatten(1, (members, -1)) for part in parts]
+    return torch.stack(split, 2).flatten(1, 3)
+
+
+def turn_rows(seats: list[Batch]) -> Batch:
+    """Turn-based seats' [T, B, ...] -> at each step and env the row of the seat that acted
+    (``acting``: whether one did): a shared policy's rows, T * B rather than S * T * B of
+    which all but one in S would weigh 0."""
+    acting = torch.stack([seat["acting"] for seat in seats])  # [S, T, B]
+    if bool((acting.sum(0) > 1).any()):
+        raise ValueError("two seats of one policy acted at once; populations need turns")
+    index = torch.arange(len(seats), device=acting.device).view(-1, 1, 1)
+    turn = (acting.long() * index).sum(0, keepdim=True)  # [1, T, B]
+    out = {}
+    for key in seats[0]:
+        stacked = torch.stack([seat[key] for seat in seats])
+        at = turn.view(*turn.shape, *[1] * (stacked.dim() - 3)).expand(1, *stacked.shape[1:])
+        out[key] = stacked.gather(0, at).squeeze(0)
+    out["acting"] = acting.any(0)
+    return out
+
+
+def take_rows(x: torch.Tensor | None, idx: torch.Tensor | slice) -> torch.Tensor | None:
+    """Rows ``idx`` [K, m] of each member from [K, N, ...] (a slice: all of them)."""
+    if x is None or isinstance(idx, slice):
+        return x
+    if x.dim() == 2:
+        return x.gather(1, idx)
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def take_dist(dist: Distribution, idx: torch.Tensor | slice) -> Distribution:
+    if isinstance(dist, Categorical):
+        return Categorical(take_rows(dist.raw, idx))
+    return DiagGaussian(take_rows(dist.mean, idx), take_rows(dist.log_std, idx))
