@@ -151,6 +151,8 @@ def test_seeds_flag_trains_one_population(cli, registry_url):
         assert sorted(reg.get_run(r["run_id"]).seed for r in runs) == [2, 3, 4]
     out = cli("train", *SMALL, "--seeds", "2", "--steps", "640").stdout
     assert "population " in out and out.count(" finished: 640 env steps") == 2
+    progress = [line for line in out.splitlines() if "640/640 steps (100%)" in line]
+    assert len({line.split()[1] for line in progress}) == 2  # a progress line per member
 
 
 def test_population_resumes_bit_for_bit_after_sigkill(cli, registry_url):
