@@ -36,6 +36,9 @@ RegistryOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+YesOption = Annotated[
+    bool, typer.Option("--yes", help="Do not ask (needed when stdin is not a terminal).")
+]
 
 
 class Interrupted(Exception):

@@ -11,7 +11,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Column, Table
 
-from srpo_cli.common import JsonOption, RegistryOption, console, fmt, print_json, text
+from srpo_cli.common import (
+    JsonOption,
+    RegistryOption,
+    YesOption,
+    console,
+    fmt,
+    print_json,
+    text,
+)
 from srpo_core.errors import UserError
 
 app = typer.Typer(help="List and inspect runs in the registry.", no_args_is_help=True)
@@ -288,9 +296,7 @@ def tag(
 @app.command("delete")
 def delete(
     runs: Annotated[list[str], typer.Argument(help="Run ids or unique id prefixes.")],
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Do not ask (needed when stdin is not a terminal).")
-    ] = False,
+    yes: YesOption = False,
     registry: RegistryOption = None,
     json_: JsonOption = False,
 ) -> None:

@@ -251,8 +251,10 @@ def _announce_population_resume(reg, members, *, quiet: bool) -> None:
     population = next(t for t in members[0].tags if t.startswith("population:"))
     if quiet:
         return
-    steps = set.intersection(*({c.step for c in reg.checkpoints(r.id)} for r in members))
-    where = f"its checkpoints at step {max(steps):,}" if steps else "step 0 (no checkpoint yet)"
+    from srpo_core.train import common_checkpoints
+
+    latest = common_checkpoints(reg, members)
+    where = f"its checkpoints at step {latest[0].step:,}" if latest else "step 0 (no checkpoint)"
     console.print(f"{population} ({len(members)} runs) resumes from {where}")
 
 

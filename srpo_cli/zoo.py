@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from srpo_cli.common import JsonOption, RegistryOption, console, print_json
+from srpo_cli.common import JsonOption, RegistryOption, YesOption, console, print_json
 from srpo_core.errors import UserError
 
 app = typer.Typer(help="Build, freeze and share partner zoos.", no_args_is_help=True)
@@ -246,9 +246,7 @@ def import_(
 @app.command("delete")
 def delete(
     name: Annotated[str, typer.Argument(help="Zoo name.")],
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Do not ask (needed when stdin is not a terminal).")
-    ] = False,
+    yes: YesOption = False,
     force_frozen: Annotated[
         bool,
         typer.Option(

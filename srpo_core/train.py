@@ -23,7 +23,7 @@ from srpo_core.envs import make_env
 from srpo_core.errors import UserError
 from srpo_core.population.members import check_population
 from srpo_core.population.trainer import Population
-from srpo_core.registry import Registry, RunInfo
+from srpo_core.registry import CheckpointInfo, Registry, RunInfo
 from srpo_core.zoo import partner_seats, refuse_held_out
 
 POPULATION_TAG = "population:"
@@ -327,6 +327,14 @@ def resume(
     return _loop([run.id], [config], Solo(trainable, config), registry, counters, on_progress)[0]
 
 
+def common_checkpoints(registry: Registry, runs: list[RunInfo]) -> list[CheckpointInfo]:
+    """Each run's checkpoint at the latest step at which every run has one ([] if there is
+    no such step): where a population resumes."""
+    by_run = [{c.step: c for c in registry.checkpoints(run.id)} for run in runs]
+    steps = set.intersection(*(set(found) for found in by_run))
+    return [found[max(steps)] for found in by_run] if steps else []
+
+
 def resume_population(
     runs: list[RunInfo],
     registry: Registry,
@@ -339,17 +347,17 @@ def resume_population(
         raise UserError(f"population of run {runs[0].id} already finished; nothing to resume")
     configs = [build_config(run.config) for run in runs]
     population = build_population(configs, registry)
-    steps = set.intersection(*({c.step for c in registry.checkpoints(r.id)} for r in runs))
-    step = max(steps) if steps else None
+    latest = common_checkpoints(registry, runs)
+    step = latest[0].step if latest else None
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
-    if step is not None:
+    if latest:
+        expected = zip(population.policy_states(), population.state_dict(), strict=True)
         states = []
-        for run in runs:
-            info = next(c for c in registry.checkpoints(run.id) if c.step == step)
-            state = checkpoints.from_bytes(registry.read_checkpoint(info))
+        for run, info, (policies, state) in zip(runs, latest, expected, strict=True):
+            saved = checkpoints.from_bytes(registry.read_checkpoint(info))
             label = f"checkpoint of run {run.id} at step {step}"
-            checkpoints.check_resume_state(state, MemberView(population, len(states)), label)
-            states.append(state)
+            checkpoints.check_resume_state(saved, MemberView(policies, state), label)
+            states.append(saved)
         population.load_state_dict([s["policies"] for s in states], [s["algo"] for s in states])
         counters = states[0]["counters"]
     for run in runs:
@@ -401,16 +409,17 @@ class Solo:
 
 
 class MemberView:
-    """Member k of a population as `checkpoints.check_resume_state` reads a trainer."""
+    """One member's part of a fresh population (its policies and state), as
+    `checkpoints.check_resume_state` reads a trainer."""
 
-    def __init__(self, population: Population, k: int) -> None:
-        self.population, self.k = population, k
+    def __init__(self, policies: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]):
+        self.policies, self.state = policies, state
 
     def policy_states(self) -> dict[str, dict[str, torch.Tensor]]:
-        return self.population.policy_states()[self.k]
+        return self.policies
 
     def state_dict(self) -> dict[str, Any]:
-        return self.population.state_dict()[self.k]
+        return self.state
 
 
 def _loop(
