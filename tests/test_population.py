@@ -57,6 +57,19 @@ def test_a_member_trains_the_same_alone_and_among_eight(registry_url, preset, se
     assert_same_run(registry_url, alone, among)
 
 
+def test_srpo_heroes_updating_side_by_side_change_nothing(registry_url):
+    # Independent SRPO heroes update in threads (run.parallel_updates): the same numbers as
+    # one after the other, with several minibatches so that every update draws from its RNG.
+    def member(parallel: bool) -> str:
+        sets = ["run.steps=6144", "ppo.minibatches=4", f"run.parallel_updates={str(parallel).lower()}"]
+        base = resolve(presets=["gridworld-srpo"], sets=sets)
+        return train_population([with_seed(base, s) for s in (1, 2)], reg)[1].run_id
+
+    with Registry(registry_url) as reg:
+        runs = [member(False), member(True)]
+    assert_same_run(registry_url, *runs)
+
+
 def test_members_are_ordinary_runs_tagged_with_their_population(registry_url):
     base = resolve(presets=["gridworld-srpo"], sets=["run.steps=2048", "run.eval_episodes=4"])
     with Registry(registry_url) as reg:

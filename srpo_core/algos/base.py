@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ from srpo_core.algos.ppo import Learner
 from srpo_core.config import Config
 from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.rollout import Seat, play_episodes
+from srpo_core.side_by_side import SideBySide
 
 EnvFactory = Callable[[int, int], BatchedEnv]
 """make_env(num_envs, seed) -> BatchedEnv"""
@@ -78,7 +79,7 @@ class Algorithm:
         }
         """Per learner (keyed by its first seat), the RNG of its update and its adversaries':
         heroes update side by side (`per_hero`) and draw the same numbers in any order."""
-        self._threads: ThreadPoolExecutor | None = None
+        self.side_by_side = SideBySide(config.run.parallel_updates, config.run.threads)
         self.setup()
 
     def make_heroes(self) -> dict[int, Learner]:
@@ -138,25 +139,13 @@ class Algorithm:
         return play_episodes(env, self.seats(), generator).summary(self.agents, list(self.heroes))
 
     def per_hero(self, job: Callable[[int], T]) -> dict[int, T]:
-        """``job(i)`` for every learner (by its first seat i): in parallel threads with
-        ``run.parallel_updates`` (torch releases the GIL inside its ops, so two heroes'
-        updates share two cores), else one after the other. A job touches only its hero's
-        learners and RNG, so the results are the same either way. Evaluation envs may fork
-        workers later: these threads are idle then, holding no lock."""
+        """``job(i)`` for every learner (by its first seat i), side by side in threads with
+        ``run.parallel_updates`` (`SideBySide`). A job touches only its hero's learners and
+        RNG, so the results are the same either way. Evaluation envs may fork workers
+        later: these threads are idle then, holding no lock."""
         heroes = list(self.update_generators)
-        if not self.config.run.parallel_updates or len(heroes) < 2:
-            return {i: job(i) for i in heroes}
-        if self._threads is None:
-            threads = self.config.run.threads  # the same kernels, so the same numbers
-            self._threads = ThreadPoolExecutor(
-                len(heroes) - 1,
-                thread_name_prefix="srpo-update",
-                initializer=torch.set_num_threads,
-                initargs=(threads,),
-            )
-        futures = {i: self._threads.submit(job, i) for i in heroes[1:]}
-        first = job(heroes[0])
-        return {heroes[0]: first, **{i: future.result() for i, future in futures.items()}}
+        results = self.side_by_side.run([functools.partial(job, i) for i in heroes])
+        return dict(zip(heroes, results, strict=True))
 
     def learners(self) -> list[Learner]:
         """Every optimised network (SRPO adds its adversaries)."""

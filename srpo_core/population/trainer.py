@@ -23,6 +23,7 @@ draws its minibatches from the rows that count alone).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ from srpo_core.population.optim import MemberAdam
 from srpo_core.population.stacked import StackedNet, StackedSeat, to_members
 from srpo_core.population.terms import Stats
 from srpo_core.rollout import MemberGenerators, Runner, Seat, collect, play_episodes
+from srpo_core.side_by_side import SideBySide
 
 
 @dataclass
@@ -133,6 +135,8 @@ class Population:
         """Per learner role (by its first seat), its update's and its adversaries' RNGs."""
         env_names = [f"env{i}" for i in self.adversaries] or ["env0"]  # independent SRPO: per hero
         self.runners = [Runner(self._env(base.ppo.num_envs, name)) for name in env_names]
+        self.side_by_side = SideBySide(base.run.parallel_updates, base.run.threads)
+        """Independent SRPO heroes update side by side (`algos.base.Algorithm.per_hero`)."""
 
     # --- construction ----------------------------------------------------------------
 
@@ -218,8 +222,9 @@ class Population:
                 for i, runner in zip(self.adversaries, self.runners, strict=True)
             ]
             stats = {}
-            for rollout in rollouts:
-                stats |= self._srpo_update(rollout)
+            jobs = [functools.partial(self._srpo_update, r) for r in rollouts]
+            for out in self.side_by_side.run(jobs):  # disjoint roles and RNGs
+                stats |= out
         else:
             stats = self._ippo_rollout(self.runners[0])
         samples = ppo.num_envs * ppo.num_steps
