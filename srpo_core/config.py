@@ -101,6 +101,9 @@ class RunSection:
     """Env steps between checkpoints; 0 keeps only the final one."""
     eval_episodes: int = ranged(64, ge=0)
     """Episodes of the trained agents playing together, at each log row and at the end."""
+    tensorboard: str = ""
+    """A directory for live TensorBoard event files, one folder per run id (the
+    ``tensorboard`` extra); empty: none."""
 
 
 @dataclass

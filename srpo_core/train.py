@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
-from srpo_core import checkpoints
+from srpo_core import checkpoints, tensorboard
 from srpo_core.agents.load import load_seat
 from srpo_core.algos import algorithm_class
 from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
@@ -24,6 +24,7 @@ from srpo_core.errors import UserError
 from srpo_core.population.members import check_population
 from srpo_core.population.trainer import Population
 from srpo_core.registry import CheckpointInfo, Registry, RunInfo
+from srpo_core.tensorboard import EventFiles
 from srpo_core.zoo import partner_seats, refuse_held_out
 
 POPULATION_TAG = "population:"
@@ -129,6 +130,7 @@ class Trainable(Protocol):
 def build_trainable(config: Config, registry: Registry) -> tuple[Trainable, dict[str, dict]]:
     """The trainer of ``config`` and the spec of each policy it publishes. Models, data and
     frozen seats are loaded here, so bad input fails before a run row exists."""
+    tensorboard.check_available(config)
     if config.env.name == "debate":  # LLM debate has its own trainer, not a BatchedEnv
         from srpo_core.debate.run import build_trainer, policy_specs
 
@@ -264,6 +266,7 @@ def build_population(configs: list[Config], registry: Registry | None = None) ->
     the frozen seats their env config names."""
     config = configs[0]
     check_population(configs)
+    tensorboard.check_available(config)
     device = resolve_device(config.run.device)
     torch.set_num_threads(config.run.threads)
     return Population(configs, device, fixed_seats(config, registry, device))
@@ -446,6 +449,7 @@ def _loop(
 
     for run_id in run_ids:
         registry.acquire_lease(run_id)  # refused while another process trains the run
+    board: EventFiles | None = None
     last_flush = time.monotonic()
     # Every flush renews the leases, so it happens at least once per heartbeat interval.
     flush_every = min(FLUSH_SECONDS, registry.heartbeat_s)
@@ -459,6 +463,8 @@ def _loop(
             )
         for rows in pending:
             rows.clear()
+        if board:
+            board.flush()
         last_flush = time.monotonic()
 
     def save() -> None:
@@ -498,6 +504,7 @@ def _loop(
                 )
 
     try:
+        board = EventFiles(run.tensorboard, run_ids) if run.tensorboard else None
         report(0.0)  # where the runs start (or resume), before their first iteration
         while counters[budget_key] < run.steps:
             if configs[0].ppo.anneal_lr:
@@ -522,8 +529,10 @@ def _loop(
                     for k, row in enumerate(metrics):
                         row |= prefixed("eval/", scores[k])
                         eval_returns[k] = row.get("eval/return")
-                for rows, row in zip(pending, metrics, strict=True):
+                for k, (rows, row) in enumerate(zip(pending, metrics, strict=True)):
                     rows.append((counters["env_steps"], row))
+                    if board:
+                        board.write(k, counters["env_steps"], row)
                 report(sps)
             if finished or (next_checkpoint and counters["env_steps"] >= next_checkpoint):
                 save()
@@ -544,6 +553,9 @@ def _loop(
     except Exception as exc:
         end("failed", f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if board:
+            board.close()
     return [
         TrainResult(
             run_id=run_id,

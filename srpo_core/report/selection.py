@@ -28,6 +28,7 @@ NOT_SETTING_KEYS = frozenset(
         "run.eval_episodes",
         "run.threads",
         "run.parallel_updates",
+        "run.tensorboard",
     )
 )
 LEADING_KEYS = ("algo.name", "algo.tau", "algo.eps")
