@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from srpo_core.errors import UserError
 from srpo_core.redact import redact
@@ -72,3 +74,30 @@ def fmt(value: Any) -> str:
 def command_line(args: list[str]) -> str:
     """``srpo ARGS`` as a shell command, credentials masked: what runs store and print."""
     return redact(shlex.join(["srpo", *args]))
+
+
+def fit_table(table: Table, target: Console, drop: Sequence[str]) -> list[str]:
+    """Leave out of ``table`` the columns ``drop`` names (headers, in that order), as many
+    as it takes to fit ``target``'s width, so that rich need not cut the values of the
+    others; a caption says which are hidden. Returns their headers."""
+    hidden: list[str] = []
+    unbounded = target.options.update_width(PIPE_WIDTH)
+    for header in drop:
+        if target.measure(table, options=unbounded).maximum <= target.width:
+            break
+        headers = [str(column.header) for column in table.columns]
+        if header in headers:
+            table.columns.pop(headers.index(header))
+            hidden.append(header)
+    if hidden:
+        table.caption = (
+            f"hidden to fit the terminal: {', '.join(hidden)} (widen it, or pipe the output "
+            "for every column)"
+        )
+    return hidden
+
+
+def print_table(table: Table, drop: Sequence[str] = ()) -> None:
+    """Print ``table`` on stdout, fitted to a narrow terminal by `fit_table`."""
+    fit_table(table, console, drop)
+    console.print(table)

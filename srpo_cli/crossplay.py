@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from srpo_cli.common import JsonOption, RegistryOption, console, print_json, text
+from srpo_cli.common import JsonOption, RegistryOption, console, print_json, print_table, text
 from srpo_core.errors import UserError
 
 MAX_PAIR_ROWS = 60
@@ -233,7 +233,7 @@ def _print_pairs(rows: list[dict]) -> None:
             _f(r["partner_cost"]),
             _f(r["free_riding"]),
         )
-    console.print(table)
+    print_table(table, drop=("partner cost", "agent cost", "team reward"))
 
 
 def _print_matrix(rows: list[dict]) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from srpo_cli.common import JsonOption, RegistryOption, console, print_json, text
+from srpo_cli.common import JsonOption, RegistryOption, print_json, print_table, text
 from srpo_core.errors import UserError
 
 FORMATS = ("table", "md", "csv", "json")
@@ -67,5 +67,5 @@ def _print(board, lb) -> None:
     agents = Table(*[t for _, t in lb.TABLE_AGENT_COLUMNS], title="agents")
     for row in board.agents:
         agents.add_row(*map(text, lb.cells(row, lb.TABLE_AGENT_COLUMNS)))
-    console.print(groups)
-    console.print(agents)
+    print_table(groups, drop=("TP-CP std", "CP std", "normalised", "eps", "agents"))
+    print_table(agents, drop=("pairs", "normalised", "IQM 95% CI", "CP IQM", "algo", "tau"))

@@ -18,6 +18,7 @@ from srpo_cli.common import (
     console,
     fmt,
     print_json,
+    print_table,
     text,
 )
 from srpo_core.errors import UserError
@@ -61,7 +62,7 @@ def list_runs(
             f"{r.env_steps:,}",
             r.created_at.strftime("%m-%d %H:%M"),
         )
-    console.print(table)
+    print_table(table, drop=("created", "eps", "env steps", "env"))
 
 
 @app.command("show")

@@ -3,7 +3,11 @@ progress lines, tables with full values; and `--version`."""
 
 from __future__ import annotations
 
+import os
+import pty
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -55,6 +59,41 @@ def test_piped_tables_keep_full_values(cli) -> None:
     assert "…" not in listing
     shown = cli("runs", "show", run_id).stdout
     assert "a-long-tag-that-would-not-fit-in-a-narrow-column" in shown and "…" not in shown
+
+
+def on_a_terminal(cli, columns: int, *args: str) -> str:
+    """What ``srpo ARGS`` prints to a terminal ``columns`` wide (a pseudo-terminal)."""
+    main, child = pty.openpty()
+    env = {**cli.env, "COLUMNS": str(columns), "TERM": "xterm", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "srpo_cli.main", *args], cwd=cli.cwd, env=env, stdout=child
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert proc.wait(timeout=60) == 0
+    shown = b"".join(chunks).decode().replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;]*m", "", shown)  # bold headers
+
+
+def test_a_narrow_terminal_hides_columns_instead_of_cutting_values(cli) -> None:
+    args = ["--env", "gridworld", "--steps", "1024", "--set", "algo.eps=0.0123"]
+    run_id = cli.json("train", *args)["run_id"]
+    wide = on_a_terminal(cli, 200, "runs", "list")
+    assert run_id in wide and "0.0123" in wide and "hidden" not in wide
+    narrow = on_a_terminal(cli, 60, "runs", "list")
+    assert max(len(line) for line in narrow.splitlines()) <= 60
+    assert run_id in narrow and "finished" in narrow and "…" not in narrow
+    assert "0.0123" not in narrow  # eps, hidden
+    assert "hidden to fit the terminal: created, eps" in " ".join(narrow.split())
 
 
 def test_version(cli) -> None:
