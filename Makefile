@@ -53,7 +53,7 @@ ci-report: $(STAMP)
 # from the PostgreSQL server programs (initdb, pg_ctl); without them those tests skip, and
 # under CI=true they fail (.ci/run installs them).
 test: $(STAMP)
-	$(BIN)/ruff check srpo_core srpo_cli tests
+	$(BIN)/ruff check srpo_core srpo_cli tests docs/examples
 	$(BIN)/python -m pytest -q -n 2
 
 # Long checks (pyproject's `slow` marker): learning tests, the SmolLM2 debate test.
@@ -72,7 +72,7 @@ gpu-check: $(STAMP)
 	$(GPUBENCH) --env tag --batch 64 --out out/gpu/tag.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check srpo_core srpo_cli tests
+	$(BIN)/ruff check srpo_core srpo_cli tests docs/examples
 
 clean:
 	rm -rf $(VENV)
