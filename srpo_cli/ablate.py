@@ -63,6 +63,7 @@ def ablate(
         bool,
         typer.Option(
             "--population",
+            metavar="",
             help="Train the seeds of each setting as one population (one batched "
             "computation per child process) instead of one process per run.",
         ),
@@ -72,10 +73,14 @@ def ablate(
         typer.Option(help="With --population: at most this many runs per population."),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the grid and its commands; run nothing.")
+        bool,
+        typer.Option("--dry-run", metavar="", help="Print the grid and its commands; run nothing."),
     ] = False,
     crossplay: Annotated[
-        bool, typer.Option("--crossplay", help="Then cross-play the whole population (TP/CP).")
+        bool,
+        typer.Option(
+            "--crossplay", metavar="", help="Then cross-play the whole population (TP/CP)."
+        ),
     ] = False,
     episodes: Annotated[int, typer.Option(help="Cross-play episodes per seating.")] = 100,
     log_every_s: Annotated[

@@ -37,9 +37,12 @@ RegistryOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", metavar="", help="Print machine-readable JSON.")
+]
 YesOption = Annotated[
-    bool, typer.Option("--yes", help="Do not ask (needed when stdin is not a terminal).")
+    bool,
+    typer.Option("--yes", metavar="", help="Do not ask (needed when stdin is not a terminal)."),
 ]
 
 

@@ -36,7 +36,7 @@ def crossplay(
     ] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     recompute: Annotated[
-        bool, typer.Option("--recompute", help="Play again and replace stored results.")
+        bool, typer.Option("--recompute", metavar="", help="Play again and replace stored results.")
     ] = False,
     registry: RegistryOption = None,
     json_: JsonOption = False,

@@ -64,12 +64,19 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def options(
     debug_: Annotated[
-        bool, typer.Option("--debug", help="Show the traceback of any error (srpo --debug CMD).")
+        bool,
+        typer.Option(
+            "--debug", metavar="", help="Show the traceback of any error (srpo --debug CMD)."
+        ),
     ] = False,
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version."
+            "--version",
+            metavar="",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version.",
         ),
     ] = False,
 ) -> None:

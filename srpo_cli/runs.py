@@ -277,7 +277,10 @@ def tag(
     run: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
     tags: Annotated[list[str], typer.Argument(help="Tags (single lines, at most 200 characters).")],
     remove: Annotated[
-        bool, typer.Option("--remove", help="Take these tags off instead (each must be there).")
+        bool,
+        typer.Option(
+            "--remove", metavar="", help="Take these tags off instead (each must be there)."
+        ),
     ] = False,
     registry: RegistryOption = None,
     json_: JsonOption = False,

@@ -58,14 +58,18 @@ def build(
     scripted: Annotated[
         list[str] | None, typer.Option(help="A built-in scripted policy, ENV/NAME.")
     ] = None,
-    random: Annotated[bool, typer.Option("--random", help="Add the uniform policy.")] = False,
+    random: Annotated[
+        bool, typer.Option("--random", metavar="", help="Add the uniform policy.")
+    ] = False,
     untuned: Annotated[
         list[str] | None,
         typer.Option(help="Debate: an untuned base model directory as a partner (repeatable)."),
     ] = None,
     held_out: Annotated[
         bool,
-        typer.Option("--held-out", help="Evaluation only: training may not use its members."),
+        typer.Option(
+            "--held-out", metavar="", help="Evaluation only: training may not use its members."
+        ),
     ] = False,
     preset: Annotated[
         list[str] | None, typer.Option(help="Preset giving the zoo's env config.")
@@ -251,6 +255,7 @@ def delete(
         bool,
         typer.Option(
             "--force-frozen",
+            metavar="",
             help="Delete a frozen zoo too (results and leaderboards are pinned to it).",
         ),
     ] = False,

@@ -119,3 +119,12 @@ def test_the_summary_shows_each_envs_main_metric(cli, env: str, main_metric: str
     proc = cli("train", "--env", env, "--steps", "10", *tiny)
     summary = proc.stdout.splitlines()[-1]
     assert re.search(rf"(^|  ){re.escape(main_metric)} -?\d+\.\d{{4}}(  |$)", summary.strip())
+
+
+@pytest.mark.parametrize("command", [["runs", "list"], ["ablate"], ["zoo", "delete"], []])
+def test_flags_take_no_value_in_help(cli, command) -> None:
+    shown = cli(*command, "--help").stdout
+    flags = [
+        line for line in shown.splitlines() if re.search(r"--(json|dry-run|yes|debug)\b", line)
+    ]
+    assert flags and not any("<bool>" in line for line in flags)
