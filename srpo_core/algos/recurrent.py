@@ -406,7 +406,7 @@ class RecurrentIPPO(Algorithm):
 
     def evaluate(self, episodes: int, seed: int, final: bool = False) -> dict[str, float]:
         """One episode per env of the learners together, and of each learner against each
-        probe in `PROBES` (in the other seat); per-round figures (see README, IPD)."""
+        probe in `PROBES` (in the other seat); per-round figures (see docs/envs/ipd.md)."""
         rounds = int(self.config.env.rounds)
         gen = make_generator(self.device, sub_seed(seed, "eval-actions"))
         out: dict[str, float] = {}
