@@ -1,4 +1,5 @@
-"""`srpo report`: Markdown + PNG figures of an ablation, an env or a zoo, from the registry."""
+"""`srpo report`: Markdown + figures (PNG, SVG or PDF) of an ablation, an env or a zoo, from the
+registry."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def report(
         list[str] | None,
         typer.Option(help="Also draw this logged metric's learning curves (repeatable)."),
     ] = None,
+    figure_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="File type of the figures: png (default), svg or pdf.",
+            show_default=False,
+        ),
+    ] = None,
     check: Annotated[
         Path | None,
         typer.Option(
@@ -41,8 +50,8 @@ def report(
     from srpo_core import report as rp
 
     if check is not None:
-        if any(v is not None for v in (ablation, env, zoo, out, metric)):
-            raise UserError("--check DIR takes no other selection or --out")
+        if any(v is not None for v in (ablation, env, zoo, out, metric, figure_format)):
+            raise UserError("--check DIR takes no other selection, --out or --format")
         problems = rp.check_report(check)
         if len(problems) > 1:
             for problem in problems:
@@ -59,6 +68,10 @@ def report(
         raise UserError("give --out DIR (the folder for report.md and its figures)")
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
+    figure_format = (figure_format or "png").lower()
+    if figure_format not in rp.FIGURE_FORMATS:
+        choices = ", ".join(rp.FIGURE_FORMATS)
+        raise UserError(f"--format must be one of {choices}, got {figure_format!r}")
     rp.check_out_dir(out)
     from srpo_core.registry import Registry
 
@@ -72,6 +85,7 @@ def report(
             episodes=episodes,
             seed=seed,
             metrics=list(dict.fromkeys(metric or [])),
+            figure_format=figure_format,
         )
     missing = rp.write_report(built, out)
     console.print(

@@ -16,26 +16,18 @@ import csv
 import io
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from srpo_core.errors import UserError
+from srpo_core.intervals import iqm
 from srpo_core.registry import CrossplayRecord, Registry, ZooInfo
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
-
-
-def iqm(values: Sequence[float] | np.ndarray) -> float:
-    """Mean of the middle 50%: int(n/4) values trimmed from each end, as rliable's IQM
-    (scipy's trim_mean(x, 0.25)), without scipy's per-call overhead (bootstraps call it
-    thousands of times)."""
-    ordered = np.sort(np.asarray(values, dtype=float))
-    cut = len(ordered) // 4
-    return float(ordered[cut : len(ordered) - cut].mean())
 
 
 def bootstrap_iqm(groups: Sequence[Sequence[float]]) -> tuple[float, float]:
@@ -283,34 +275,41 @@ TABLE_AGENT_COLUMNS = tuple(c for c in AGENT_COLUMNS if c[0] not in ("eps", "fre
 """The terminal table drops what the group table already shows, to fit 100 columns."""
 
 
-def cells(row: AgentRow | GroupRow, columns: Sequence[tuple[str, str]]) -> list[str]:
+def cells(
+    row: AgentRow | GroupRow,
+    columns: Sequence[tuple[str, str]],
+    number: Callable[[float], str] | None = None,
+) -> list[str]:
+    """The row's cells; ``number`` formats its floats (default: 4 decimals)."""
     values = asdict(row)
-    values["cp_ci"] = f"[{_fmt(row.cp_iqm_low)}, {_fmt(row.cp_iqm_high)}]"
+    values["cp_ci"] = f"[{_fmt(row.cp_iqm_low, number)}, {_fmt(row.cp_iqm_high, number)}]"
     return [
         values[key]
         if key == "cp_ci"
         else f"{values[key]:g}"
         if key in ("tau", "eps")
-        else _fmt(values[key])
+        else _fmt(values[key], number)
         for key, _ in columns
     ]
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, number: Callable[[float], str] | None = None) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4f}" if number is None else number(value)
     return str(value)
 
 
-def to_markdown(board: Leaderboard) -> str:
+def to_markdown(board: Leaderboard, number: Callable[[float], str] | None = None) -> str:
+    """The group and agent tables; ``number`` formats the floats (default: 4 decimals;
+    `srpo report` passes its 3 significant digits)."""
     def table(rows: Sequence[AgentRow | GroupRow], columns: Sequence[tuple[str, str]]) -> str:
         lines = [
             "| " + " | ".join(title for _, title in columns) + " |",
             "|" + "|".join("---" for _ in columns) + "|",
         ]
-        lines += ["| " + " | ".join(cells(row, columns)) + " |" for row in rows]
+        lines += ["| " + " | ".join(cells(row, columns, number)) + " |" for row in rows]
         return "\n".join(lines)
 
     return (

@@ -61,7 +61,11 @@ def test_srpo_heroes_updating_side_by_side_change_nothing(registry_url):
     # Independent SRPO heroes update in threads (run.parallel_updates): the same numbers as
     # one after the other, with several minibatches so that every update draws from its RNG.
     def member(parallel: bool) -> str:
-        sets = ["run.steps=6144", "ppo.minibatches=4", f"run.parallel_updates={str(parallel).lower()}"]
+        sets = [
+            "run.steps=6144",
+            "ppo.minibatches=4",
+            f"run.parallel_updates={str(parallel).lower()}",
+        ]
         base = resolve(presets=["gridworld-srpo"], sets=sets)
         return train_population([with_seed(base, s) for s in (1, 2)], reg)[1].run_id
 

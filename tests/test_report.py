@@ -26,6 +26,7 @@ from srpo_core.report import (
     check_report,
     write_report,
 )
+from srpo_core.report import format_number as f3
 from srpo_core.train import train
 from srpo_core.zoo import MemberQuery, build_zoo, config_hash, env_config_from
 from tests.conftest import Cli
@@ -38,6 +39,12 @@ FIGURES = {
     "learning_free_riding.png",
     "crossplay_matrix.png",
     "tp_cp.png",
+    "iqm_return.png",
+    "profile_return.png",
+    "improvement_return.png",
+    "iqm_cp.png",
+    "profile_cp.png",
+    "improvement_cp.png",
     "tau_ablation.png",
 }
 
@@ -108,10 +115,16 @@ def _table(text: str) -> list[list[str]]:
     return _tables(text)[0]
 
 
-def _write(url: str, out: Path, now: datetime, metrics=(), **selection) -> str:
+def _write(url: str, out: Path, now: datetime, metrics=(), figure_format="png", **selection):
     with Registry(url, create=False) as reg:
         report = build_report(
-            reg, out=str(out), episodes=EPISODES, now=now, metrics=metrics, **selection
+            reg,
+            out=str(out),
+            episodes=EPISODES,
+            now=now,
+            metrics=metrics,
+            figure_format=figure_format,
+            **selection,
         )
     write_report(report, out)
     return (out / "report.md").read_text()
@@ -155,20 +168,24 @@ def test_sections_figures_and_numbers_from_the_stored_records(lab, tmp_path):
                 run.git_commit[:12] + ("-dirty" if run.git_commit.endswith("-dirty") else ""),
             ]
 
-        # Learning curves: final eval/return per setting, mean and std over both seeds.
+        # Learning curves: final eval/return per setting, mean over both seeds and its 95%
+        # bootstrap interval, which for two seeds runs from one to the other
+        # (test_report_statistics).
         finals = {}
         for run_id in runs:
             frame = reg.metrics(run_id, ["eval/return"])
             finals[run_id] = frame.sort_values("step").iloc[-1]
         learning = {r[0]: r for r in _table(_section(text, "Learning curves"))}
+        final_return = {}
         for algo, label in (("ippo", "ippo tau=0"), ("srpo", "srpo tau=10")):
             mine = [finals[i] for i in lab["ids"] if runs[i].algo == algo]
             values = [float(f["value"]) for f in mine]
+            final_return[label] = values
             assert learning[label][1:5] == [
                 "2",
                 str(int(mine[0]["step"])),
-                f"{np.mean(values):.4f}",
-                f"{np.std(values):.4f}",
+                f3(np.mean(values)),
+                f"[{f3(min(values))}, {f3(max(values))}]",
             ]
 
         # Cross-play: cell (i, j) = mean return over the seats of i with j; TP = diagonal.
@@ -185,13 +202,16 @@ def test_sections_figures_and_numbers_from_the_stored_records(lab, tmp_path):
     assert len(seat_returns) == 16 and all(len(v) == 2 for v in seat_returns.values())
     cell = {k: sum(v) / 2 for k, v in seat_returns.items()}
     table = {r[0]: r for r in _table(_section(text, "Cross-play"))}
+    run_cp = {}
     for algo, label in (("ippo", "ippo tau=0"), ("srpo", "srpo tau=10")):
         mine = [i for i in lab["ids"] if runs[i].algo == algo]
         tp = [cell[(i, i)] for i in mine]
         cp = [cell[(i, j)] for i in mine for j in lab["ids"] if j != i]
+        run_cp[label] = [np.mean([cell[(i, j)] for j in lab["ids"] if j != i]) for i in mine]
         free = [sum(seat_free[(i, i)]) / 2 for i in mine]
         expected = [np.mean(tp), np.std(tp), np.mean(cp), np.std(cp), np.mean(tp) - np.mean(cp)]
-        assert table[label][1:] == ["2", *(f"{x:.4f}" for x in expected), f"{np.mean(free):.4f}"]
+        assert table[label][1:] == ["2", *(f3(x) for x in expected), f3(np.mean(free))]
+    _check_statistics(_section(text, "Statistics"), final_return, run_cp)
     tau_rows = _table(_section(text, "Tau ablation"))
     assert [(r[1], r[3], r[4]) for r in tau_rows] == [
         ("0", table["ippo tau=0"][2], table["ippo tau=0"][4]),
@@ -206,9 +226,33 @@ def test_sections_figures_and_numbers_from_the_stored_records(lab, tmp_path):
     assert "regenerate with: `srpo report --ablation test --out " in text
 
 
+def _check_statistics(section: str, *scores: dict[str, list[float]]) -> None:
+    """The statistics section's tables for each score (final eval return, then CP), from
+    the scores of the two seeds per method: IQM = mean (fewer than 4 seeds), intervals from
+    one seed to the other; P(srpo > ippo) over the 2 x 2 pairs, its interval from the worst
+    srpo run against the best ippo run (both drawn twice) to the reverse."""
+
+    def beats(x: float, y: float) -> float:
+        return 1.0 if x > y else 0.5 if x == y else 0.0
+
+    tables = _tables(section)
+    assert len(tables) == 2 * len(scores)
+    blocks = zip(tables[::2], tables[1::2], strict=True)
+    for (methods, pairs), score in zip(blocks, scores, strict=True):
+        assert [row[0] for row in methods] == ["ippo tau=0", "srpo tau=10"]
+        for row in methods:
+            values = score[row[0]]
+            mean, span = f3(np.mean(values)), f"[{f3(min(values))}, {f3(max(values))}]"
+            assert row[1:] == ["2", mean, span, mean, span]
+        x, y = score["srpo tau=10"], score["ippo tau=0"]
+        p = np.mean([beats(a, b) for a in x for b in y])
+        low, high = beats(min(x), max(y)), beats(max(x), min(y))
+        assert pairs == [["srpo tau=10", "ippo tau=0", f3(p), f"[{f3(low)}, {f3(high)}]"]]
+
+
 def test_extra_metric_curves(lab, tmp_path):
-    """--metric KEY draws that logged key too: its final mean and std per setting come from
-    the stored metric rows (a key nobody logged is refused: test_report_check)."""
+    """--metric KEY draws that logged key too: its final mean and interval per setting come
+    from the stored metric rows (a key nobody logged is refused: test_report_check)."""
     out = tmp_path / "report"
     key = "eval/agent0/cost"
     text = _write(lab["url"], out, STAMP, ablation="test", metrics=[key])
@@ -223,7 +267,8 @@ def test_extra_metric_curves(lab, tmp_path):
                 if reg.get_run(run_id).algo == algo:
                     frame = reg.metrics(run_id, [key]).sort_values("step")
                     values.append(float(frame.iloc[-1]["value"]))
-            assert rows[label][-2:] == [f"{np.mean(values):.4f}", f"{np.std(values):.4f}"]
+            span = f"[{f3(min(values))}, {f3(max(values))}]"
+            assert rows[label][-2:] == [f3(np.mean(values)), span]
 
 
 def test_regenerating_in_a_new_process_gives_the_same_bytes(lab, tmp_path):
@@ -232,7 +277,7 @@ def test_regenerating_in_a_new_process_gives_the_same_bytes(lab, tmp_path):
     cli = Cli(tmp_path, lab["url"])
     out = lab["out"]
     done = cli("report", "--ablation", "test", "--out", str(out), "--episodes", str(EPISODES))
-    assert f"wrote {out / 'report.md'} with 5 figures" in done.stdout
+    assert f"wrote {out / 'report.md'} with {len(FIGURES)} figures" in done.stdout
     again = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(again) == FIGURES | {"report.md"} == set(lab["written"])
     for name in FIGURES:
@@ -247,6 +292,32 @@ def test_regenerating_in_a_new_process_gives_the_same_bytes(lab, tmp_path):
     (out / "tau_ablation.png").unlink()
     bad = cli("report", "--check", str(out), check=False)
     assert bad.returncode == 2 and "missing figure tau_ablation.png" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "start", "dated"),
+    [("svg", b"<?xml", (b"<dc:date>", b"<dc:creator>")), ("pdf", b"%PDF-", (b"/CreationDate",))],
+)
+def test_svg_and_pdf_figures_are_the_same_bytes_on_rerun(lab, tmp_path, fmt, start, dated):
+    """--format svg|pdf: every figure in that format, linked as such, with no date in it and
+    the same bytes when written again (SVG ids from a fixed salt, not random)."""
+    out = tmp_path / fmt
+    text = _write(lab["url"], out, STAMP, figure_format=fmt, ablation="test")
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    stems = {name.rsplit(".", 1)[0] for name in FIGURES}
+    assert set(first) == {f"{stem}.{fmt}" for stem in stems} | {"report.md"}
+    assert set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)) == set(first) - {"report.md"}
+    assert f"--format {fmt} --registry" in text
+    assert check_report(out) == []
+    for name, data in first.items():
+        if name != "report.md":
+            assert data.startswith(start), name
+            assert not any(word in data for word in dated), name
+    _write(lab["url"], out, STAMP, figure_format=fmt, ablation="test")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    (out / f"tp_cp.{fmt}").write_bytes(b"\x89PNG\r\n\x1a\n")
+    article = "an" if fmt == "svg" else "a"
+    assert check_report(out) == [f"figure tp_cp.{fmt} is not {article} {fmt.upper()} file"]
 
 
 def test_check_report_flags_what_is_missing(lab, tmp_path):
@@ -283,9 +354,20 @@ def test_runs_without_cross_play_say_how_to_get_it(lab, tmp_path):
         "Leaderboard: 1 of 1 finished runs have no stored result against a held-out zoo "
         f"for --episodes 40 --seed 0; fill them with: `{fill}`" in board
     )
+    statistics = _section(text, "Statistics")
+    assert "Probability of improvement: one method only" in statistics
+    with Registry(lab["url"], create=False) as reg:
+        frame = reg.metrics(lab["lone"], ["eval/return"]).sort_values("step")
+    final = f3(frame["value"].iloc[-1])
+    # One seed: the IQM and mean are its score, with nothing to resample.
+    assert _table(statistics) == [["srpo", "1", final, "n/a", final, "n/a"]]
+    assert _table(_section(text, "Learning curves"))[0][3:5] == [final, "n/a"]
+    assert "No scores: no stored cross-play result" in statistics
     assert sorted(p.name for p in out.iterdir()) == [
+        "iqm_return.png",
         "learning_free_riding.png",
         "learning_return.png",
+        "profile_return.png",
         "report.md",
     ]
 
@@ -321,6 +403,10 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(lab, tmp_path):
     for args, message in [
         (["--ablation", "nope", "--out", str(never)], "no runs tagged 'ablation:nope'"),
         (["--ablation", "test", "--out", str(a_file / "sub")], "not a writable directory"),
+        (
+            ["--ablation", "test", "--out", str(never), "--format", "gif"],
+            "--format must be one of png, svg, pdf, got 'gif'",
+        ),
     ]:
         proc = cli("report", *args, check=False)
         assert proc.returncode == 2, proc.stderr

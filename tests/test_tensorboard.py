@@ -78,6 +78,8 @@ def test_missing_tensorboardx_or_bad_directory_is_one_line_and_writes_nothing(
             train(config, reg)
         monkeypatch.setitem(sys.modules, "tensorboardX", None)  # as if not installed
         config = resolve(presets=["matrix"], sets=[f"run.tensorboard='{tmp_path / 'tb'}'"])
-        with pytest.raises(UserError, match=r"needs tensorboardX: pip install 'srpo\[tensorboard\]'"):
+        with pytest.raises(
+            UserError, match=r"needs tensorboardX: pip install 'srpo\[tensorboard\]'"
+        ):
             train(config, reg)
         assert reg.list_runs() == []

@@ -1,6 +1,8 @@
-"""`srpo report`: a Markdown report with PNG figures, computed from the registry only."""
+"""`srpo report`: a Markdown report with figures (PNG, SVG or PDF), computed from the registry
+only."""
 
 from srpo_core.report.document import (
+    FIGURE_FORMATS,
     FORMAT_MARKER,
     REPORT_FILE,
     SECTIONS,
@@ -10,11 +12,13 @@ from srpo_core.report.document import (
     build_report,
     check_out_dir,
     check_report,
+    format_number,
     missing_data,
     write_report,
 )
 
 __all__ = [
+    "FIGURE_FORMATS",
     "FORMAT_MARKER",
     "REPORT_FILE",
     "SECTIONS",
@@ -24,6 +28,7 @@ __all__ = [
     "build_report",
     "check_out_dir",
     "check_report",
+    "format_number",
     "missing_data",
     "write_report",
 ]

@@ -15,8 +15,8 @@ import os
 import re
 import shlex
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from srpo_core.pool import PoolMatrix, TpCp, stored_pool, tp_cp
 from srpo_core.registry import Registry, RunInfo, ZooInfo
 from srpo_core.registry.store import package_version
 from srpo_core.report import figures
+from srpo_core.report import statistics as st
 from srpo_core.report.curves import Curve, learning_curves
 from srpo_core.report.selection import (
     Selection,
@@ -40,16 +41,27 @@ from srpo_core.report.selection import (
 )
 
 REPORT_FILE = "report.md"
-SECTIONS = ("Runs", "Learning curves", "Cross-play", "Tau ablation", "Leaderboard", "Provenance")
+SECTIONS = (
+    "Runs",
+    "Learning curves",
+    "Cross-play",
+    "Statistics",
+    "Tau ablation",
+    "Leaderboard",
+    "Provenance",
+)
 """Every report has these `## ` headings, in this order, even when one only says why it is
 empty."""
 TIMESTAMP_PREFIX = "- generated at "
 """The one line allowed to differ between two reports of the same registry."""
 LEARNING_METRICS = (
-    ("eval/return", "learning_return.png", "eval return"),
-    ("eval/free_riding", "learning_free_riding.png", "eval free-riding degree"),
+    ("eval/return", "learning_return", "eval return"),
+    ("eval/free_riding", "learning_free_riding", "eval free-riding degree"),
 )
+"""(logged key, figure file name without its extension, axis label)."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FIGURE_FORMATS = figures.FORMATS
+"""`srpo report --format`: the figures' file type (and the extension of their names)."""
 _IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 FORMAT_MARKER = "<!-- srpo:report format=2 -->"
 """Written by every report that marks its missing data; `check_report` refuses a report
@@ -96,7 +108,7 @@ class Missing:
 class Report:
     markdown: str
     figures: dict[str, bytes]
-    """File name (relative to the report) -> PNG bytes."""
+    """File name (relative to the report) -> PNG, SVG or PDF bytes."""
 
 
 def build_report(
@@ -110,13 +122,19 @@ def build_report(
     seed: int = 0,
     metrics: Sequence[str] = (),
     now: datetime | None = None,
+    figure_format: str = "png",
 ) -> Report:
     """The report of the selected runs (see `selection.select`), in memory; ``metrics``
-    are logged keys drawn as learning curves besides `LEARNING_METRICS`."""
+    are logged keys drawn as learning curves besides `LEARNING_METRICS`; figures in
+    ``figure_format`` (one of `FIGURE_FORMATS`)."""
+    if figure_format not in FIGURE_FORMATS:
+        raise UserError(
+            f"--format must be one of {', '.join(FIGURE_FORMATS)}, got {figure_format!r}"
+        )
     selection = select(registry, ablation=ablation, env=env, zoo=zoo, episodes=episodes, seed=seed)
     groups = settings(selection.runs)
     _check_metrics(registry, groups, metrics)
-    drawn: dict[str, bytes] = {}
+    drawn = Drawn(figure_format)
     protocol = Protocol(episodes, seed, registry.shown)
     found = _pools(registry, groups, episodes, seed)
     pools = [pool for _, pool in found if pool.runs]
@@ -130,17 +148,32 @@ def build_report(
         f"evaluation size and threads; keys that differ: {keys}). Everything "
         "below is read from the registry: nothing was trained or played to write it.\n"
     )
-    command = _command(registry, selection, out, episodes, seed, metrics)
+    command = _command(registry, selection, out, episodes, seed, metrics, figure_format)
     parts = [
         intro,
         _runs_section(groups),
         _learning_section(registry, groups, drawn, metrics),
         _crossplay_section(groups, found, stats, selection, drawn, protocol),
+        _statistics_section(registry, groups, pools, drawn),
         _tau_section(groups, stats, drawn, _pool_commands(found, selection, protocol)),
         _leaderboard_section(registry, selection, groups, protocol),
         _provenance_section(registry, groups, command, episodes, seed, now or datetime.now(UTC)),
     ]
-    return Report("\n".join(parts), drawn)
+    return Report("\n".join(parts), drawn.files)
+
+
+@dataclass
+class Drawn:
+    """The figures drawn so far, in one format: `add` names a figure by its stem."""
+
+    format: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def add(self, stem: str, draw: Callable[[str], bytes]) -> str:
+        """Draw (``draw(format)``) and store one figure; its file name."""
+        name = f"{stem}.{self.format}"
+        self.files[name] = draw(self.format)
+        return name
 
 
 @dataclass(frozen=True)
@@ -235,7 +268,7 @@ def _short_commit(commit: str | None) -> str:
 
 
 def _learning_section(
-    registry: Registry, groups: Settings, drawn: dict[str, bytes], extra: Sequence[str]
+    registry: Registry, groups: Settings, drawn: Drawn, extra: Sequence[str]
 ) -> str:
     colours = {label: i for i, label in enumerate(groups.order)}
     lines = ["## Learning curves", ""]
@@ -252,15 +285,17 @@ def _learning_section(
                     "",
                 ]
             continue
-        drawn[file] = figures.learning_curves(curves, colours, ylabel)
-        lines += [f"![{key}: mean ± std across seeds per setting]({file})", ""]
+        name = drawn.add(
+            file, lambda fmt, c=curves, y=ylabel: figures.learning_curves(c, colours, y, fmt)
+        )
+        lines += [f"![{key}: mean across seeds per setting, 95% bootstrap band]({name})", ""]
         for curve in curves:
             finals.setdefault(curve.setting, {})[key] = curve
     if finals:
         keys = [key for key, _, _ in plotted if any(key in c for c in finals.values())]
         header = ["setting", "seeds", "env steps"]
         for key in keys:
-            header += [f"final {key}", "std"]
+            header += [f"final {key}", "95% CI"]
         rows = []
         for label in groups.order:
             if label not in finals:
@@ -269,11 +304,20 @@ def _learning_section(
             row = [label, str(first.seeds), str(int(first.steps[-1]))]
             for key in keys:
                 curve = finals[label].get(key)
-                row += ["n/a", "n/a"] if curve is None else [_f(curve.mean[-1]), _f(curve.std[-1])]
+                row += (
+                    ["n/a", "n/a"]
+                    if curve is None
+                    else [
+                        _f(curve.mean[-1]),
+                        _ci((curve.low[-1], curve.high[-1]) if curve.seeds > 1 else None),
+                    ]
+                )
             rows.append(row)
+        repeated = sum(max(c.duplicates for c in by_key.values()) for by_key in finals.values())
         lines += [
-            "Mean ± std (population) across seeds at each env step all seeds of a setting "
-            "cover; values at the last such step:",
+            "Mean across seeds at each env step all seeds of a setting cover, with its 95% "
+            "interval (percentile bootstrap over seeds: 10,000 resamples of whole seeds, seed "
+            f"0; one seed: no interval); values at the last such step. {_duplicates(repeated)}",
             "",
             _table(header, rows),
         ]
@@ -281,8 +325,21 @@ def _learning_section(
 
 
 def _metric_figure(key: str) -> tuple[str, str, str]:
-    """(key, figure file, axis label) of a learning curve asked for by name."""
-    return key, "learning_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + ".png", key
+    """(key, figure file stem, axis label) of a learning curve asked for by name."""
+    return key, "learning_" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_"), key
+
+
+DUPLICATE_RULE = "Runs of one setting with the same seed count as one seed (their values averaged)"
+
+
+def _duplicates(count: int) -> str:
+    """The sentence on repeated seeds."""
+    if not count:
+        return f"{DUPLICATE_RULE}; there are none here."
+    return (
+        f"{DUPLICATE_RULE}: {count} run{'s' * (count != 1)} here repeat{'s' * (count == 1)} "
+        "a seed."
+    )
 
 
 # ---- cross-play ---------------------------------------------------------------------------
@@ -354,7 +411,7 @@ def _crossplay_section(
     found: Sequence[tuple[tuple[RunInfo, ...], PoolMatrix]],
     stats: dict[str, TpCp],
     selection: Selection,
-    drawn: dict[str, bytes],
+    drawn: Drawn,
     protocol: Protocol,
 ) -> str:
     text = f"{protocol.episodes} episodes per seating, evaluation seed {protocol.seed}"
@@ -397,7 +454,7 @@ def _crossplay_section(
     ]
     order = {label: i for i, label in enumerate(groups.order)}
     for index, pool in enumerate(pools):
-        file = "crossplay_matrix.png" if len(pools) == 1 else f"crossplay_matrix_{index + 1}.png"
+        stem = "crossplay_matrix" if len(pools) == 1 else f"crossplay_matrix_{index + 1}"
         n = len(pool.runs)
         values = np.full((n, n), np.nan)
         for (row, col), value in pool.returns.items():
@@ -405,8 +462,12 @@ def _crossplay_section(
         labels = [f"{groups.label_of[r]} · {r[:6]}" for r in pool.runs]
         setting_index = [order[groups.label_of[r]] for r in pool.runs]
         env = next(run.env for run in groups.runs if run.id == pool.runs[0])
-        drawn[file] = figures.crossplay_matrix(
-            values, labels, setting_index, f"{env}: mean return (diagonal = TP)"
+        title = f"{env}: mean return (diagonal = TP)"
+        file = drawn.add(
+            stem,
+            lambda fmt, v=values, la=labels, si=setting_index, t=title: figures.crossplay_matrix(
+                v, la, si, t, fmt
+            ),
         )
         lines += [f"![cross-play matrix: diagonal TP, off-diagonal CP]({file})", ""]
     shown = sum(len(pool.runs) for pool in pools)
@@ -421,8 +482,8 @@ def _crossplay_section(
         for label in groups.order
         if (s := stats.get(label)) is not None
     ]
-    drawn["tp_cp.png"] = figures.tp_cp_bars(bars)
-    lines += ["![TP vs CP per setting, mean ± std](tp_cp.png)", ""]
+    file = drawn.add("tp_cp", lambda fmt: figures.tp_cp_bars(bars, fmt))
+    lines += [f"![TP vs CP per setting, mean ± std]({file})", ""]
     header = ["setting", "runs", "TP", "TP std", "CP", "CP std", "TP-CP", "free-riding (TP)"]
     rows = [
         [
@@ -458,11 +519,171 @@ def _crossplay_section(
     return "\n".join(lines)
 
 
+# ---- statistics ---------------------------------------------------------------------------
+
+
+def _statistics_section(
+    registry: Registry, groups: Settings, pools: Sequence[PoolMatrix], drawn: Drawn
+) -> str:
+    lines = [
+        "## Statistics",
+        "",
+        "Per method (a setting without its env keys) over its seeds, as rliable computes "
+        "them (Agarwal et al., NeurIPS 2021): the interquartile mean (IQM: the scores sorted, "
+        "int(n/4) dropped at each end, the rest averaged; below 4 seeds it is the mean), the "
+        "mean, and their 95% intervals (percentile bootstrap, 10,000 resamples, seed 0; runs "
+        "on different env configurations are resampled within their configuration, a "
+        "stratified bootstrap; n/a with one seed per configuration); the performance "
+        "profile (the fraction of runs scoring above each threshold tau, 95% bands from "
+        "2,000 resamples); and the probability of "
+        "improvement P(X > Y) (the chance that a run of X scores above a run of Y, ties "
+        "counting 1/2: the Mann-Whitney U over n*m, averaged over env configurations; seeds "
+        f"of X and Y resampled independently, 10,000 times). {DUPLICATE_RULE}.",
+        "",
+    ]
+    scores = (
+        (
+            "Final eval return",
+            "final eval return",
+            "return",
+            "each finished run's last logged `eval/return`",
+            _final_returns(registry, groups),
+            "no finished run logged `eval/return`",
+        ),
+        (
+            "Cross-play return (CP)",
+            "CP",
+            "cp",
+            "each run's mean return with every other run of its cross-play pool (its row "
+            "of the cross-play matrix without the diagonal)",
+            _run_cp(pools),
+            "no stored cross-play result pairs two of these runs",
+        ),
+    )
+    for title, name, slug, what, score_of, none in scores:
+        lines += [f"### {title}", ""]
+        if not score_of:
+            lines += [f"No scores: {none}.", ""]
+            continue
+        stats = st.score_stats(st.collect(groups, score_of))
+        lines += _score_lines(stats, name, slug, what, drawn)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _final_returns(registry: Registry, groups: Settings) -> dict[str, float]:
+    """Finished run id -> its last logged eval/return (the last write of a step wins)."""
+    out = {}
+    for run in groups.runs:
+        if run.status != "finished":
+            continue
+        frame = registry.metrics(run.id, ["eval/return"]).dropna(subset=["value"])
+        if len(frame):
+            frame = frame.drop_duplicates("step", keep="last").sort_values("step")
+            out[run.id] = float(frame["value"].iloc[-1])
+    return out
+
+
+def _run_cp(pools: Sequence[PoolMatrix]) -> dict[str, float]:
+    """Run id -> its mean return over the other runs of its pool (as `pool.tp_cp` per run)."""
+    out = {}
+    for pool in pools:
+        for run in pool.runs:
+            values = [v for (row, col), v in pool.returns.items() if row == run and col != run]
+            if values:
+                out[run] = float(np.mean(values))
+    return out
+
+
+def _score_lines(
+    stats: st.ScoreStats, name: str, slug: str, what: str, drawn: Drawn
+) -> list[str]:
+    scores = stats.scores
+    colour = {method: i for i, method in enumerate(scores.methods)}
+    several = any(row.tasks > 1 for row in stats.rows)
+    header = ["method", "seeds", *(["env configs"] * several)]
+    header += ["IQM", "IQM 95% CI", "mean", "mean 95% CI"]
+    rows = [
+        [
+            row.method,
+            str(row.seeds),
+            *([str(row.tasks)] * several),
+            _f(row.iqm),
+            _ci(row.iqm_ci),
+            _f(row.mean),
+            _ci(row.mean_ci),
+        ]
+        for row in stats.rows
+    ]
+    repeated = (
+        f" {scores.duplicates} run{'s' * (scores.duplicates != 1)} repeating a seed of "
+        "its setting counted once." if scores.duplicates else ""
+    )
+    lines = [f"Score: {what}.{repeated}", "", _table(header, rows)]
+    panels = [
+        (
+            f"IQM ({name})",
+            [_interval(r.method, r.iqm, r.iqm_ci, colour[r.method]) for r in stats.rows],
+        ),
+        (
+            f"mean ({name})",
+            [_interval(r.method, r.mean, r.mean_ci, colour[r.method]) for r in stats.rows],
+        ),
+    ]
+    file = drawn.add(f"iqm_{slug}", lambda fmt: figures.intervals(panels, fmt=fmt))
+    lines += [f"![IQM and mean per method with 95% intervals ({name})]({file})", ""]
+    profile = [
+        figures.ProfileLine(p.method, p.fraction, p.low, p.high, colour[p.method])
+        for p in stats.profiles
+    ]
+    file = drawn.add(
+        f"profile_{slug}",
+        lambda fmt: figures.performance_profile(
+            stats.taus, profile, f"score threshold tau ({name})", fmt
+        ),
+    )
+    lines += [f"![performance profile ({name}), 95% bands]({file})", ""]
+    if not stats.improvements:
+        lines += ["Probability of improvement: one method only, nothing to compare.", ""]
+        return lines
+    several = any(i.tasks > 1 for i in stats.improvements)
+    header = ["X", "Y", *(["env configs"] * several), "P(X > Y)", "95% CI"]
+    rows = [
+        [i.x, i.y, *([str(i.tasks)] * several), _f(i.probability), _ci(i.ci)]
+        for i in stats.improvements
+    ]
+    items = [
+        _interval(f"P({i.x} > {i.y})", i.probability, i.ci, colour[i.x])
+        for i in stats.improvements
+    ]
+    file = drawn.add(
+        f"improvement_{slug}",
+        lambda fmt: figures.intervals(
+            [("P(X > Y)", items)], reference=0.5, limits=(-0.03, 1.03), fmt=fmt
+        ),
+    )
+    lines += [
+        f"Probability of improvement of each method X over {stats.baseline} Y "
+        "(0.5: neither tends to score higher):",
+        "",
+        _table(header, rows),
+        f"![probability of improvement ({name}), 95% intervals]({file})",
+        "",
+    ]
+    return lines
+
+
+def _interval(
+    label: str, value: float, interval: tuple[float, float] | None, colour: int
+) -> figures.Interval:
+    low, high = (value, value) if interval is None else interval
+    return figures.Interval(label, value, low, high, colour)
+
+
 # ---- tau ablation -------------------------------------------------------------------------
 
 
 def _tau_section(
-    groups: Settings, stats: dict[str, TpCp], drawn: dict[str, bytes], fills: Sequence[str]
+    groups: Settings, stats: dict[str, TpCp], drawn: Drawn, fills: Sequence[str]
 ) -> str:
     lines = ["## Tau ablation", ""]
     taus = sorted({run.tau for run in groups.runs})
@@ -525,9 +746,9 @@ def _tau_section(
             rows.append(
                 [line, format_value(tau), str(s.runs), _f(s.tp), _f(s.cp), _f(s.free_riding)]
             )
-    drawn["tau_ablation.png"] = figures.tau_ablation(lines_drawn)
+    file = drawn.add("tau_ablation", lambda fmt: figures.tau_ablation(lines_drawn, fmt))
     lines += [
-        "![TP, CP and free-riding degree against tau](tau_ablation.png)",
+        f"![TP, CP and free-riding degree against tau]({file})",
         "",
         "One line per value of the other keys that differ; points are the settings' "
         "cross-play numbers (mean ± std), free-riding is that of the runs with their own "
@@ -546,7 +767,7 @@ def _leaderboard_section(
 ) -> str:
     lines = ["## Leaderboard", ""]
     if selection.board is not None:
-        return "\n".join(lines) + lb.to_markdown(selection.board)
+        return "\n".join(lines) + lb.to_markdown(selection.board, number=_f)
     episodes, seed = protocol.episodes, protocol.seed
     run_ids = {run.id for run in groups.runs}
     envs = sorted({run.env for run in groups.runs})
@@ -580,7 +801,7 @@ def _leaderboard_section(
     if not boards:
         return "\n".join(lines).rstrip("\n") + "\n"
     for board in boards:
-        lines += [f"### Zoo `{board.zoo}`", "", lb.to_markdown(board)]
+        lines += [f"### Zoo `{board.zoo}`", "", lb.to_markdown(board, number=_f)]
     return "\n".join(lines)
 
 
@@ -642,11 +863,14 @@ def _command(
     episodes: int,
     seed: int,
     metrics: Sequence[str],
+    figure_format: str,
 ) -> str:
     flag, value = selection.flag
     words = ["srpo", "report", flag, value, "--out", out, "--episodes", str(episodes)]
     words += ["--seed", str(seed)]
     words += [word for key in metrics for word in ("--metric", key)]
+    if figure_format != "png":
+        words += ["--format", figure_format]
     words += ["--registry", registry.shown]
     return shlex.join(words)
 
@@ -702,8 +926,9 @@ def missing_data(markdown: str) -> list[Missing]:
 
 def check_report(directory: str | Path) -> list[str]:
     """What is wrong with the report in ``directory`` (empty when nothing): a missing
-    report.md, section heading or referenced figure, a link that is not a relative PNG, a
-    malformed or absent srpo marker, then each section's missing data (its markers)."""
+    report.md, section heading or referenced figure, a link that is not relative, a figure
+    whose bytes are not the PNG, SVG or PDF its name says, a malformed or absent srpo
+    marker, then each section's missing data (its markers)."""
     problems = _structure_problems(directory)
     file = Path(directory) / REPORT_FILE
     if file.is_file():
@@ -724,10 +949,15 @@ def _structure_problems(directory: str | Path) -> list[str]:
             problems.append(f"figure link {target} is not relative to the report")
             continue
         figure = folder / target
+        kind = Path(target).suffix.lower().lstrip(".")
         if not figure.is_file():
             problems.append(f"missing figure {target}")
-        elif not figure.read_bytes().startswith(PNG_SIGNATURE):
-            problems.append(f"figure {target} is not a PNG file")
+        elif not _is_figure(figure.read_bytes(), kind):
+            problems.append(
+                f"figure {target} is not a{'n' * (kind == 'svg')} {kind.upper()} file"
+                if kind in FIGURE_FORMATS
+                else f"figure {target} is not a PNG, SVG or PDF file"
+            )
     if sum(line.startswith(TIMESTAMP_PREFIX) for line in lines) != 1:
         problems.append(f"expected one line starting with '{TIMESTAMP_PREFIX.strip()}'")
     if FORMAT_MARKER not in lines:
@@ -745,17 +975,51 @@ def _structure_problems(directory: str | Path) -> list[str]:
     return problems
 
 
+def _is_figure(data: bytes, kind: str) -> bool:
+    """Whether ``data`` starts as a file of ``kind`` (a figure format) does."""
+    if kind == "png":
+        return data.startswith(PNG_SIGNATURE)
+    if kind == "pdf":
+        return data.startswith(b"%PDF-")
+    if kind == "svg":
+        head = data[:4096].lstrip()
+        return head.startswith((b"<?xml", b"<svg")) and b"<svg" in head
+    return False
+
+
 # ---- formatting ---------------------------------------------------------------------------
 
+DIGITS = 3
+"""Significant digits of the report's numbers."""
 
-def _f(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+
+def format_number(value: Any, digits: int = DIGITS) -> str:
+    """``digits`` significant digits, in fixed notation (scientific below 1e-4 and from
+    1e6 on); whole numbers keep all their integer digits (1234.5 -> "1234", not "1230");
+    "n/a" for None or NaN."""
+    if value is None:
         return "n/a"
-    return f"{float(value):.4f}"
+    x = float(value)
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    rounded = float(f"{x:.{digits}g}")
+    if rounded == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(rounded)))
+    if exponent < -4 or exponent >= 6:
+        return f"{x:.{digits - 1}e}"
+    if exponent >= digits - 1:
+        return f"{x:.0f}"
+    return f"{rounded:.{digits - 1 - exponent}f}"
+
+
+_f = format_number
 
 
 def _ci(interval: tuple[float, float] | None) -> str:
-    return "n/a" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+    return "n/a" if interval is None else f"[{_f(interval[0])}, {_f(interval[1])}]"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -1,7 +1,9 @@
-"""The report's figures as PNG bytes: headless (Agg, no pyplot), byte-reproducible.
+"""The report's figures as PNG, SVG or PDF bytes: headless (no pyplot), byte-reproducible.
 
 Matplotlib's default style (whatever the user's matplotlibrc says), fixed sizes and dpi, and
-no "Software" entry in the PNG metadata: the same inputs give the same bytes. Matplotlib is
+no dates or software versions in the files' metadata (PNG "Software", SVG "Date" and
+"Creator", PDF "CreationDate", "Creator" and "Producer"); SVG element ids come from a fixed
+`svg.hashsalt` instead of random UUIDs. The same inputs give the same bytes. Matplotlib is
 imported when a figure is drawn, so `srpo report`'s input errors and `--check` stay quick.
 """
 
@@ -25,19 +27,31 @@ ANNOTATE_MAX_RUNS = 12
 """Larger cross-play matrices leave out the numbers in their cells."""
 MARKERS_MAX_POINTS = 30
 """Sparser learning curves mark their points (a single evaluation is a point, not a line)."""
+FORMATS = ("png", "svg", "pdf")
+_METADATA = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
+SVG_HASHSALT = "srpo-report"
 
 
-def _png(size: tuple[float, float], draw: Callable[[Figure], None]) -> bytes:
+def _render(size: tuple[float, float], draw: Callable[[Figure], None], fmt: str) -> bytes:
+    import matplotlib
     import matplotlib.style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    with matplotlib.style.context("default"):
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}")
+    with matplotlib.style.context("default"), matplotlib.rc_context(
+        {"svg.hashsalt": SVG_HASHSALT}
+    ):
         figure = Figure(figsize=size, dpi=DPI, layout="constrained")
         FigureCanvasAgg(figure)
         draw(figure)
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+        figure.savefig(buffer, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return buffer.getvalue()
 
 
@@ -45,8 +59,10 @@ def _colour(index: int) -> str:
     return f"C{index % 10}"
 
 
-def learning_curves(curves: Sequence[Curve], colours: dict[str, int], ylabel: str) -> bytes:
-    """Mean line and a ±1 std band per setting against env steps."""
+def learning_curves(
+    curves: Sequence[Curve], colours: dict[str, int], ylabel: str, fmt: str = "png"
+) -> bytes:
+    """Mean line and its 95% bootstrap band over seeds per setting against env steps."""
 
     def draw(figure: Figure) -> None:
         ax = figure.subplots()
@@ -55,19 +71,21 @@ def learning_curves(curves: Sequence[Curve], colours: dict[str, int], ylabel: st
             label = f"{curve.setting} ({curve.seeds} seed{'s' if curve.seeds != 1 else ''})"
             marker = "o" if len(curve.steps) <= MARKERS_MAX_POINTS else None
             ax.plot(curve.steps, curve.mean, color=colour, marker=marker, markersize=3, label=label)
-            ax.fill_between(
-                curve.steps, curve.mean - curve.std, curve.mean + curve.std, color=colour, alpha=0.2
-            )
+            ax.fill_between(curve.steps, curve.low, curve.high, color=colour, alpha=0.2)
         ax.set_xlabel("env steps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
 
-    return _png((7.0, 4.2), draw)
+    return _render((7.0, 4.2), draw, fmt)
 
 
 def crossplay_matrix(
-    values: np.ndarray, labels: Sequence[str], groups: Sequence[int], title: str
+    values: np.ndarray,
+    labels: Sequence[str],
+    groups: Sequence[int],
+    title: str,
+    fmt: str = "png",
 ) -> bytes:
     """Rows: agent runs, columns: partner runs (same order); diagonal TP, off-diagonal CP.
     ``groups`` gives each run's setting index: lines separate the settings' blocks."""
@@ -93,7 +111,7 @@ def crossplay_matrix(
         if n <= ANNOTATE_MAX_RUNS:
             _annotate(ax, values)
 
-    return _png((side + 1.5, side), draw)
+    return _render((side + 1.5, side), draw, fmt)
 
 
 def _annotate(ax: Axes, values: np.ndarray) -> None:
@@ -114,7 +132,7 @@ class Bar:
     cp_std: float | None
 
 
-def tp_cp_bars(bars: Sequence[Bar]) -> bytes:
+def tp_cp_bars(bars: Sequence[Bar], fmt: str = "png") -> bytes:
     """TP and CP side by side per setting, mean ± std, as in the paper."""
     width = max(5.0, 1.1 * len(bars) + 2.5)
 
@@ -134,7 +152,7 @@ def tp_cp_bars(bars: Sequence[Bar]) -> bytes:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize="small")
 
-    return _png((width, 4.2), draw)
+    return _render((width, 4.2), draw, fmt)
 
 
 @dataclass(frozen=True)
@@ -148,7 +166,7 @@ class TauLine:
     free_riding: tuple[float | None, ...]
 
 
-def tau_ablation(lines: Sequence[TauLine]) -> bytes:
+def tau_ablation(lines: Sequence[TauLine], fmt: str = "png") -> bytes:
     """TP, CP and the free-riding degree against tau (symlog axis, so tau = 0 shows)."""
     positive = [t for line in lines for t in line.taus if t > 0]
     threshold = min(positive) if positive else 1.0
@@ -182,4 +200,86 @@ def tau_ablation(lines: Sequence[TauLine]) -> bytes:
         axes[0].set_ylabel("mean return")
         axes[0].legend(fontsize="small")
 
-    return _png((12.0, 3.8), draw)
+    return _render((12.0, 3.8), draw, fmt)
+
+
+# ---- statistics (rliable's plots) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    label: str
+    value: float
+    low: float
+    high: float
+    colour: int
+
+
+def intervals(
+    panels: Sequence[tuple[str, Sequence[Interval]]],
+    *,
+    reference: float | None = None,
+    limits: tuple[float, float] | None = None,
+    fmt: str = "png",
+) -> bytes:
+    """One panel per statistic: a row per label (the first at the top), the point estimate
+    as a dot and its 95% interval as a horizontal bar; ``reference`` draws a dashed line."""
+    rows = max(len(items) for _, items in panels)
+    longest = max(len(item.label) for _, items in panels for item in items)
+    width = min(14.0, 0.07 * longest + 3.2 * len(panels) + 0.6)
+
+    def draw(figure: Figure) -> None:
+        axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+        for ax, (title, items) in zip(axes, panels, strict=True):
+            y = np.arange(len(items))[::-1]
+            for row, item in zip(y, items, strict=True):
+                colour = _colour(item.colour)
+                # A thick line, not a bar: bars pin the axis to their left end (no margin).
+                ax.plot(
+                    [item.low, item.high],
+                    [row, row],
+                    color=colour,
+                    alpha=0.35,
+                    linewidth=14,
+                    solid_capstyle="butt",
+                )
+                ax.plot([item.value], [row], "o", color=colour, markersize=6)
+            if reference is not None:
+                ax.axvline(reference, color="black", linestyle="--", linewidth=0.8)
+            if limits is not None:
+                ax.set_xlim(*limits)
+            ax.set_yticks(y, [item.label for item in items], fontsize="small")
+            ax.set_ylim(-0.6, len(items) - 0.4)
+            ax.set_title(title, fontsize="medium")
+            ax.grid(axis="x", alpha=0.3)
+
+    return _render((width, 0.45 * rows + 1.4), draw, fmt)
+
+
+@dataclass(frozen=True)
+class ProfileLine:
+    label: str
+    fraction: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    colour: int
+
+
+def performance_profile(
+    taus: np.ndarray, lines: Sequence[ProfileLine], xlabel: str, fmt: str = "png"
+) -> bytes:
+    """The fraction of runs scoring above each threshold, with its 95% band, per method."""
+
+    def draw(figure: Figure) -> None:
+        ax = figure.subplots()
+        for line in lines:
+            colour = _colour(line.colour)
+            ax.plot(taus, line.fraction, color=colour, label=line.label, drawstyle="steps-post")
+            ax.fill_between(taus, line.low, line.high, color=colour, alpha=0.2, step="post")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("fraction of runs with score > tau")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+
+    return _render((7.0, 4.2), draw, fmt)
