@@ -45,8 +45,9 @@ def report(
     ] = None,
     registry: RegistryOption = None,
 ) -> None:
-    """Write DIR/report.md with figures (runs, learning curves, cross-play matrix, TP vs CP, statistics (IQM, profiles,
-    improvement), tau ablation, leaderboard, provenance); nothing is trained or played."""
+    """Write DIR/report.md with figures (runs, learning curves, cross-play matrix, TP vs CP,
+    statistics (IQM, profiles, improvement), tau ablation, leaderboard, provenance); nothing
+    is trained or played."""
     from srpo_core import report as rp
 
     if check is not None:
