@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow ci-report gpu-check lint clean
+.PHONY: setup demo docs test test-slow ci-report gpu-check lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ demo: $(STAMP)
 	$(DEMO) leaderboard --zoo heldout
 	$(DEMO) report --ablation demo --out out/demo/report
 	@echo "report: out/demo/report/report.md  (registry: out/demo/srpo.db)"
+
+# The demo's report, as the docs show it: every number in docs/demo/ comes from this run.
+docs: demo
+	rm -rf docs/demo && cp -r out/demo/report docs/demo
+	@echo "docs/demo/report.md regenerated from out/demo/srpo.db"
 
 # What .ci/run adds after the tests: a tiny sweep, a held-out zoo, cross-play and a report
 # on the matrix game; `report --check` fails if a section or a figure is missing.
