@@ -382,11 +382,13 @@ def test_scripted_partner_plays_full_episodes_through_the_rollout_code():
     env.close()
 
 
-def test_a_learner_trains_with_a_frozen_scripted_partner():
+@pytest.mark.parametrize("backend", ["package", "torch"])
+def test_a_learner_trains_with_a_frozen_scripted_partner(backend):
     config = resolve(
         flags={"env": {"name": "overcooked"}, "run": {"steps": 256}},
         sets=[
             "env.partner='scripted:overcooked/greedy'",
+            f"env.backend='{backend}'",
             "env.workers=0",
             "env.horizon=40",
             "ppo.num_envs=2",

@@ -12,6 +12,7 @@ from srpo_core.envs.hanabi import HanabiEnv, HanabiEnvConfig
 from srpo_core.envs.ipd import IpdEnv, IpdEnvConfig
 from srpo_core.envs.matrix import MatrixEnv, MatrixEnvConfig
 from srpo_core.envs.overcooked import OvercookedBatchedEnv, OvercookedEnvConfig
+from srpo_core.envs.overcooked_torch import OvercookedTorchEnv
 from srpo_core.envs.quadratic import QuadraticEnv, QuadraticEnvConfig
 from srpo_core.envs.tag import TagEnvConfig, make_tag_env
 
@@ -25,6 +26,15 @@ class EnvFamily:
     play_seating: Callable[..., dict] | None = None
     """Cross-play for a family without a batched env: play_seating(registry, seating,
     setup) -> metrics, as `srpo_core.crossplay.play_seating` returns them."""
+
+
+def make_overcooked_env(
+    env_config: OvercookedEnvConfig, num_envs: int, device, seed: int
+) -> BatchedEnv:
+    """The overcooked env of ``env_config.backend``: the package's games or torch's."""
+    env_config.validate()
+    backend = OvercookedTorchEnv if env_config.backend == "torch" else OvercookedBatchedEnv
+    return backend(env_config, num_envs, device, seed)
 
 
 def _debate_seating(registry, seating, setup) -> dict:
@@ -41,7 +51,7 @@ ENVS: dict[str, EnvFamily] = {
     # LLM debate: its own training loop (srpo_core/debate/run.py), not a BatchedEnv.
     "debate": EnvFamily(DebateEnvConfig, no_batched_env, "debate-ippo", _debate_seating),
     "hanabi": EnvFamily(HanabiEnvConfig, HanabiEnv, "hanabi"),
-    "overcooked": EnvFamily(OvercookedEnvConfig, OvercookedBatchedEnv, "overcooked-ippo"),
+    "overcooked": EnvFamily(OvercookedEnvConfig, make_overcooked_env, "overcooked-ippo"),
     "ipd": EnvFamily(IpdEnvConfig, IpdEnv, "ipd-mixed"),
 }
 

@@ -87,13 +87,15 @@ EVENTS = {
 }
 COUNTERS = ("moves", "interacts", "bumps", *EVENTS)
 OBS_KINDS = ("featurized", "lossless")
+BACKENDS = ("package", "torch")
 SEED_BOUND = 2**31 - 1
 
 
 @dataclass
 class OvercookedEnvConfig:
-    NON_GAME_KEYS: ClassVar[tuple[str, ...]] = ("workers",)
-    """Results do not depend on the worker count (zoos and cross-play ignore it)."""
+    NON_GAME_KEYS: ClassVar[tuple[str, ...]] = ("workers", "backend")
+    """Results depend on neither the worker count nor the backend (zoos and cross-play
+    ignore them)."""
 
     name: str = "overcooked"
     layout: str = "cramped_room"
@@ -128,6 +130,11 @@ class OvercookedEnvConfig:
     """Processes stepping slices of the batch; 0 steps every sub-env in this process."""
     start_method: str = "auto"
     """auto (fork where available, else spawn) | fork | spawn | forkserver."""
+    backend: str = "package"
+    """package (overcooked-ai's own OvercookedEnv objects, in ``workers`` processes) | torch
+    (the same games as tensors, all stepped at once on the run's device, workers ignored:
+    `srpo_core.envs.overcooked_torch`). Same episodes, rewards, observations and
+    checkpoints either way."""
     partner: str = ""
     """Optional frozen partner in seat agent1 (e.g. scripted:overcooked/greedy or
     RUN_ID/agent1): agent0 then learns to work with it."""
@@ -154,6 +161,10 @@ class OvercookedEnvConfig:
             raise UserError(f"env.shaped_anneal_steps must be >= 0, got {self.shaped_anneal_steps}")
         if self.workers < 0:
             raise UserError(f"env.workers must be >= 0, got {self.workers}")
+        if self.backend not in BACKENDS:
+            raise UserError(
+                f"env.backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'"
+            )
         methods = ("auto", *mp.get_all_start_methods())
         if self.start_method not in methods:
             raise UserError(

@@ -95,8 +95,9 @@ class ScriptedSeat:
     def bind(self, env: Any, seat: int) -> None:
         """Act in ``env`` from now on, as player ``seat`` (rollout calls this)."""
         from srpo_core.envs.overcooked import OvercookedBatchedEnv
+        from srpo_core.envs.overcooked_torch import OvercookedTorchEnv
 
-        if not isinstance(env, OvercookedBatchedEnv):
+        if not isinstance(env, (OvercookedBatchedEnv, OvercookedTorchEnv)):
             raise UserError(f"scripted:overcooked/{self.name} plays only overcooked envs")
         env.attach_scripted(seat, self.name, self.params)
         self._env, self._seat = weakref.ref(env), seat
