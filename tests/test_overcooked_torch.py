@@ -412,6 +412,50 @@ def test_scripted_partner_acts_the_same_on_both_backends_and_resumes():
     pkg_env.close()
 
 
+def test_a_population_members_slice_of_the_state_plays_on_alone():
+    """Two members of two envs each share one batch, with a scripted partner and random
+    starts: member 1's slice of the state (`member_state`) continues alone as its envs do
+    in the batch, and the joined slices restore the batch."""
+    config = OvercookedEnvConfig(
+        backend="torch", horizon=20, random_start=True, shaped_anneal_steps=100, **COSTS
+    )
+    name = "greedy-boltzmann"
+    batch = OvercookedTorchEnv(config, 4, "cpu", seed=0)
+    batch.split_generators([11, 12])
+    batch.reset()
+    batch.attach_scripted(1, name, AGENTS[name])
+    generator = torch.Generator().manual_seed(3)
+    mine = torch.randint(6, (60, 4), generator=generator)
+
+    def advance(env, actions) -> list:
+        rows = slice(0, 4) if env.num_envs == 4 else slice(2, 4)
+        return [env.step([a[rows], env.scripted_actions(1, env._obs[1])]) for a in actions]
+
+    advance(batch, mine[:25])
+    state = batch.state_dict()
+    alone = OvercookedTorchEnv(config, 2, "cpu", seed=99)
+    alone.load_state_dict(batch.member_state(state, 1, 2))
+    again = OvercookedTorchEnv(config, 4, "cpu", seed=98)
+    again.split_generators([0, 0])
+    again.load_state_dict(
+        batch.join_member_states([batch.member_state(state, k, 2) for k in (0, 1)])
+    )
+    steps, solo, rejoined = (
+        advance(batch, mine[25:]),
+        advance(alone, mine[25:]),
+        advance(again, mine[25:]),
+    )
+    dones = 0
+    for whole, part, other in zip(steps, solo, rejoined, strict=True):
+        assert_same_step(whole, other)
+        assert torch.equal(whole.reward[:, 2:], part.reward) and torch.equal(
+            whole.cost[:, 2:], part.cost
+        )
+        assert all(torch.equal(x[2:], y) for x, y in zip(whole.obs, part.obs, strict=True))
+        dones += int(part.done.sum())
+    assert dones == 2 * 2  # 35 more steps of 20-step episodes: each env starts a new one
+
+
 def test_backend_is_validated_and_dispatched():
     with pytest.raises(UserError, match="env.backend must be one of package, torch, got 'jax'"):
         OvercookedEnvConfig(backend="jax").validate()

@@ -43,6 +43,19 @@ def assert_same_run(url: str, a: str, b: str) -> None:
         ("gridworld-ippo", ["ppo.minibatches=4", "ppo.norm_adv=true", "ppo.anneal_lr=true"]),
         ("quadratic", ["algo.name='srpo'", "algo.tau=1.0", "ppo.num_envs=64"]),
         ("tag-srpo", ["env.backend='vectorized'", "ppo.num_envs=4", "ppo.num_steps=32"]),
+        # random starts and a shaping weight that fades within the run: each member's own
+        # episode seeds and its own clock
+        (
+            "overcooked-srpo",
+            [
+                "env.backend='torch'",
+                "env.random_start=true",
+                "env.horizon=50",
+                "env.shaped_anneal_steps=2000",
+                "ppo.num_envs=2",
+                "ppo.num_steps=64",
+            ],
+        ),
     ],
 )
 def test_a_member_trains_the_same_alone_and_among_eight(registry_url, preset, sets):
@@ -156,6 +169,8 @@ def test_only_shape_free_keys_may_differ(registry_url):
         check_population([resolve(presets=["gridworld-ippo"], sets=["net.recurrent=16"])])
     with pytest.raises(UserError, match="backend cannot train as a population"):
         check_population([resolve(presets=["tag-ippo"], sets=["env.backend='mpe2'"])])
+    with pytest.raises(UserError, match="use --set env.backend=torch"):
+        check_population([resolve(presets=["overcooked-ippo"], sets=["env.backend='package'"])])
 
 
 SMALL = ["--env", "matrix", "--set", "ppo.num_envs=64", "--set", "run.log_every=5"]

@@ -59,6 +59,18 @@ INFO_KEYS = (
 )
 
 
+SCRIPTED_PER_ENV = ("agents", "rng", "actions")
+"""The entries of a scripted seat's saved state that hold one item per env."""
+
+
+def _scripted_rows(scripted: dict[int, dict[str, Any]], rows: slice) -> dict[int, dict[str, Any]]:
+    """The scripted seats' saved state of the envs ``rows`` (a population member's)."""
+    return {
+        seat: {k: v[rows] if k in SCRIPTED_PER_ENV else v for k, v in saved.items()}
+        for seat, saved in scripted.items()
+    }
+
+
 class ScriptedSeats:
     """overcooked-ai agents in seats, one per sub-env and episode, each with its own numpy
     RNG state seeded by (episode seed, seat): the package backend's `_Shard` logic, on
@@ -144,6 +156,8 @@ class ScriptedSeats:
 class OvercookedTorchEnv(BatchedEnv):
     agents = ("agent0", "agent1")
     action_spaces = (Discrete(6, ACTION_LABELS), Discrete(6, ACTION_LABELS))
+    member_seeded = True
+    per_env_state = ("episode_seeds", "states")
 
     def __init__(self, config: OvercookedEnvConfig, num_envs: int, device, seed: int) -> None:
         super().__init__(num_envs, device, seed)
@@ -192,9 +206,7 @@ class OvercookedTorchEnv(BatchedEnv):
     def _reset_envs(self, index: np.ndarray) -> dict[int, np.ndarray]:
         """New episodes in sub-envs ``index`` (ascending) with fresh seeds; the scripted
         seats' actions for them."""
-        seeds = torch.randint(
-            0, SEED_BOUND, (len(index),), generator=self.generator, device=self.device
-        ).tolist()
+        seeds = self.randint(SEED_BOUND, index).tolist()
         self._seeds[index] = seeds
         rows = torch.as_tensor(index, device=self.device)
         if self.config.random_start:
@@ -243,7 +255,7 @@ class OvercookedTorchEnv(BatchedEnv):
             for seat, acts in self._reset_envs(finished).items():
                 self._scripted_actions[seat][finished] = acts
         weight = self.config.shaped_weight(self.steps_taken)
-        self.steps_taken += self.num_envs
+        self.steps_taken += self.num_envs // len(self.generators)  # per population member
         sparse, shaped = out.sparse.sum(1), out.shaped.sum(1)
         team = sparse + torch.tensor(weight, dtype=torch.float32) * shaped
         bumps = out.counters[:, :, 0]
@@ -323,6 +335,27 @@ class OvercookedTorchEnv(BatchedEnv):
             for seat, saved in state["scripted"].items()
         }
         self._observe()
+
+    def member_state(self, state: dict[str, Any], k: int, members: int) -> dict[str, Any]:
+        out = super().member_state(state, k, members)
+        if "scripted" in state:
+            width = self.num_envs // members
+            out["scripted"] = _scripted_rows(state["scripted"], slice(k * width, (k + 1) * width))
+        return out
+
+    def join_member_states(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        out = super().join_member_states(states)
+        if "scripted" in out:
+            out["scripted"] = {
+                seat: {
+                    key: [item for state in states for item in state["scripted"][seat][key]]
+                    if key in SCRIPTED_PER_ENV
+                    else value
+                    for key, value in saved.items()
+                }
+                for seat, saved in out["scripted"].items()
+            }
+        return out
 
     @property
     def episode_seeds(self) -> list[int]:

@@ -28,9 +28,12 @@ PER_MEMBER = (
     "ppo.max_grad_norm",
     "ppo.adam_eps",
 )
-FAMILIES = ("matrix", "quadratic", "gridworld", "tag", "hanabi")
+FAMILIES = ("matrix", "quadratic", "gridworld", "tag", "hanabi", "overcooked")
 """Env families whose envs split their random numbers by member (`BatchedEnv.rand`,
-`BatchedEnv.randint`); Tag with its vectorized backend only."""
+`BatchedEnv.randint`); Tag with its vectorized backend only, Overcooked with its torch
+backend only."""
+MEMBER_SEEDED_BACKENDS = {"tag": "vectorized", "overcooked": "torch"}
+"""The backend a family's populations need (its other backends step packages' objects)."""
 
 
 def shared_key(config: Config) -> dict:
@@ -45,10 +48,11 @@ def check_population(configs: list[Config]) -> None:
         raise UserError("a population needs at least one member")
     first = configs[0]
     backend = getattr(first.env, "backend", None)
-    if first.env.name == "tag" and backend != "vectorized":
+    needed = MEMBER_SEEDED_BACKENDS.get(first.env.name)
+    if needed is not None and backend != needed:
         raise UserError(
-            f"Tag's {backend} backend cannot train as a population: use "
-            "--set env.backend=vectorized (the same env, bit for bit)"
+            f"{first.env.name}'s {backend} backend cannot train as a population: use "
+            f"--set env.backend={needed} (the same env, bit for bit)"
         )
     if first.env.name not in FAMILIES:
         raise UserError(
