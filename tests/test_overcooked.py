@@ -353,7 +353,7 @@ def test_resume_continues_exactly_with_a_scripted_partner():
 
 
 def test_scripted_partner_plays_full_episodes_through_the_rollout_code():
-    config = OvercookedEnvConfig(workers=2)
+    config = OvercookedEnvConfig(workers=2, backend="package")
     seats = [
         load_seat(
             None,
@@ -461,6 +461,7 @@ def processes_with(marker: str) -> list[int]:
 def test_cli_train_then_no_worker_is_left(cli, registry_url):
     small = ["--steps", "256", "--set", "ppo.num_envs=4", "--set", "ppo.num_steps=32"]
     small += ["--set", "run.eval_episodes=1", "--set", "env.horizon=50"]
+    small += ["--set", "env.backend='package'"]  # the backend with worker processes
     ippo = cli.json("train", "--env", "overcooked", "--set", "env.layout='cramped_room'", *small)
     assert ippo["env_steps"] == 256 and "eval/sparse_reward" in ippo["metrics"]
     assert "eval/free_riding" in ippo["metrics"] and "eval/agent1/onions_potted" in ippo["metrics"]
@@ -500,7 +501,8 @@ def test_ctrl_c_stops_training_and_its_workers(cli, registry_url):
     # which Python then keeps ignoring), with stdout drained to /dev/null.
     proc = subprocess.Popen(
         [sys.executable, "-m", "srpo_cli.main", "train", "--env", "overcooked"]
-        + ["--steps", "10000000", "--set", "run.eval_episodes=0"],
+        + ["--steps", "10000000", "--set", "run.eval_episodes=0"]
+        + ["--set", "env.backend='package'"],  # the backend with worker processes
         cwd=cli.cwd,
         env=cli.env,
         stdout=subprocess.DEVNULL,
@@ -540,7 +542,7 @@ def test_bench_reports_env_and_training_for_the_same_workers(tmp_path):
     from srpo_cli.bench import bench
 
     target = tmp_path / "bench.json"
-    sets = ["ppo.num_steps=8", "ppo.minibatches=1", "env.workers=0"]
+    sets = ["ppo.num_steps=8", "ppo.minibatches=1", "env.workers=0", "env.backend='package'"]
     bench(env="overcooked", batch="2", seconds=0.3, set_=sets, out=target, json_=True)
     out = json.loads(target.read_text())
     assert out["env_config"]["workers"] == 0
@@ -558,6 +560,7 @@ def test_interrupted_run_resumes_to_the_same_weights(registry_url):
         "env.partner='scripted:overcooked/greedy-boltzmann'",
         "env.random_start=true",
         "env.workers=1",
+        "env.backend='package'",
         "env.horizon=100",
         "env.shaped_anneal_steps=500",
         "env.move_cost=0.05",

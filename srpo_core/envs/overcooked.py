@@ -1,5 +1,9 @@
 """overcooked-ai 1.1.0 layouts as a batched two-agent env (``--env overcooked``).
 
+This module holds the config, the rules as documented here, and the package backend
+(``env.backend=package``); the default torch backend (`srpo_core.envs.overcooked_torch`)
+plays the same games as tensors, tested step by step against this one.
+
 Every sub-env is the package's own ``OvercookedEnv`` (its gym wrapper is broken and is not
 used), stepped with joint actions in overcooked-ai's order: up (north), down (south),
 right (east), left (west), stay, interact. A full pot cooks only after an interact (the
@@ -130,11 +134,11 @@ class OvercookedEnvConfig:
     """Processes stepping slices of the batch; 0 steps every sub-env in this process."""
     start_method: str = "auto"
     """auto (fork where available, else spawn) | fork | spawn | forkserver."""
-    backend: str = "package"
-    """package (overcooked-ai's own OvercookedEnv objects, in ``workers`` processes) | torch
-    (the same games as tensors, all stepped at once on the run's device, workers ignored:
-    `srpo_core.envs.overcooked_torch`). Same episodes, rewards, observations and
-    checkpoints either way."""
+    backend: str = "torch"
+    """torch (the games as tensors, all stepped at once on the run's device, ``workers``
+    ignored: `srpo_core.envs.overcooked_torch`) | package (overcooked-ai's own
+    OvercookedEnv objects, in ``workers`` processes). Same episodes, rewards,
+    observations and checkpoints either way (tests/test_overcooked_torch.py)."""
     partner: str = ""
     """Optional frozen partner in seat agent1 (e.g. scripted:overcooked/greedy or
     RUN_ID/agent1): agent0 then learns to work with it."""
