@@ -440,6 +440,21 @@ class _Shard:
         return self._observe(list(range(len(self.envs))))
 
 
+def load_counters(env: Any, state: dict[str, Any]) -> bool:
+    """What both backends restore alike from a saved state (the generator, episode seeds,
+    the shaping clock); whether the saved env had started (else nothing more to load)."""
+    seeds = state["episode_seeds"].cpu().numpy().astype(np.int64)
+    if len(seeds) != env.num_envs:
+        raise UserError(
+            f"this overcooked state holds {len(seeds)} envs, the env has {env.num_envs}"
+        )
+    BatchedEnv.load_state_dict(env, state)
+    env._seeds = seeds
+    env.steps_taken = int(state["steps_taken"])
+    env._started = bool(state["started"])
+    return env._started
+
+
 class OvercookedBatchedEnv(BatchedEnv):
     agents = ("agent0", "agent1")
     action_spaces = (Discrete(6, ACTION_LABELS), Discrete(6, ACTION_LABELS))
@@ -596,17 +611,9 @@ class OvercookedBatchedEnv(BatchedEnv):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        seeds = state["episode_seeds"].cpu().numpy().astype(np.int64)
-        if len(seeds) != self.num_envs:
-            raise UserError(
-                f"this overcooked state holds {len(seeds)} envs, the env has {self.num_envs}"
-            )
-        super().load_state_dict(state)
-        self._seeds = seeds
-        self.steps_taken = int(state["steps_taken"])
-        self._started = bool(state["started"])
-        if not self._started:
+        if not load_counters(self, state):
             return
+        seeds = self._seeds
         scripted = state["scripted"]
         args = []
         for sl in self._shards.slices:

@@ -200,13 +200,18 @@ def _deltas(tables: FeatureTables, target: torch.Tensor, pos: torch.Tensor) -> t
 
 
 def _pot_features(
-    lay: KitchenLayout, tables: FeatureTables, k: Kitchen, pot: torch.Tensor, pos: torch.Tensor
+    lay: KitchenLayout,
+    tables: FeatureTables,
+    k: Kitchen,
+    pot: torch.Tensor,
+    pos: torch.Tensor,
+    env: torch.Tensor,
 ) -> list[torch.Tensor]:
-    """featurize's 10 features of the pot at cells ``pot`` [B] (-1: none, all zeros)."""
-    rows = torch.arange(len(pot), device=pot.device)
+    """featurize's 10 features of the pot at cells ``pot`` [N] (-1: none, all zeros) of
+    games ``env`` [N], seen from cells ``pos`` [N]."""
     exists = pot >= 0
     cell = pot.clamp(min=0)
-    kind, code, tick = k.kind[rows, cell], k.code[rows, cell], k.tick[rows, cell]
+    kind, code, tick = k.kind[env, cell], k.code[env, cell], k.tick[env, cell]
     soup = exists & (kind == SOUP)
     idle = tick < 0
     time = lay.soup_time[code]
@@ -227,9 +232,12 @@ def _pot_features(
     return [c.unsqueeze(1) for c in columns] + [_deltas(tables, pot, pos)]
 
 
-def _player_features(lay: KitchenLayout, tables: FeatureTables, k: Kitchen, p: int) -> torch.Tensor:
-    """[B, 46] featurize's features of player ``p`` (own part, before the positions)."""
-    pos, ori, held = k.pos[:, p], k.ori[:, p], k.held[:, p]
+def _player_features(lay: KitchenLayout, tables: FeatureTables, k: Kitchen) -> torch.Tensor:
+    """[B, 2, 46] featurize's features of each player (own part, before the positions),
+    both players' rows computed together (B * 2 rows, game-major)."""
+    games = k.pos.shape[0]
+    pos, ori, held = k.pos.reshape(-1), k.ori.reshape(-1), k.held.reshape(-1)
+    env = torch.arange(games, device=pos.device).repeat_interleave(2)
     eye = torch.eye(4, device=pos.device)
     objs = torch.stack([(held == o).float() for o in FEATURED_OBJECTS], 1)
     zeros = torch.zeros((len(pos), 2), dtype=torch.long, device=pos.device)
@@ -237,18 +245,19 @@ def _player_features(lay: KitchenLayout, tables: FeatureTables, k: Kitchen, p: i
     for name, kind in (("onion", ONION), ("tomato", TOMATO), ("dish", DISH)):
         target = getattr(tables, name)[pos, ori]
         parts.append(_deltas(tables, target, pos) * (held != kind).unsqueeze(1))
-    code = k.held_code[:, p]  # 0 (no ingredients) unless a soup is held
+    code = k.held_code.reshape(-1)  # 0 (no ingredients) unless a soup is held
     parts += [zeros, lay.soup_onions[code].unsqueeze(1), lay.soup_tomatoes[code].unsqueeze(1)]
     parts += [_deltas(tables, tables.serving[pos, ori], pos), zeros]
     for j in range(NUM_POTS):
-        parts += _pot_features(lay, tables, k, tables.pots[pos, ori, j], pos)
+        parts += _pot_features(lay, tables, k, tables.pots[pos, ori, j], pos, env)
     parts.append(tables.wall[pos])
-    return torch.cat([part.float() for part in parts], 1)
+    return torch.cat([part.float() for part in parts], 1).reshape(games, 2, -1)
 
 
 def featurized(lay: KitchenLayout, tables: FeatureTables, k: Kitchen) -> list[torch.Tensor]:
     """Per agent [B, 96] float32: the package's featurize_state (own features first)."""
-    own = [_player_features(lay, tables, k, p) for p in (0, 1)]
+    features = _player_features(lay, tables, k)
+    own = [features[:, 0], features[:, 1]]
     xy = [tables.xy[k.pos[:, p]] for p in (0, 1)]
     return [
         torch.cat([own[me], own[1 - me], (xy[1 - me] - xy[me]).float(), xy[me].float()], 1)

@@ -38,6 +38,7 @@ from srpo_core.envs.overcooked import (
     SEED_BOUND,
     OvercookedEnvConfig,
     layout_planner,
+    load_counters,
     obs_dim,
 )
 from srpo_core.envs.overcooked_compat import import_overcooked
@@ -315,16 +316,7 @@ class OvercookedTorchEnv(BatchedEnv):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        seeds = state["episode_seeds"].cpu().numpy().astype(np.int64)
-        if len(seeds) != self.num_envs:
-            raise UserError(
-                f"this overcooked state holds {len(seeds)} envs, the env has {self.num_envs}"
-            )
-        super().load_state_dict(state)
-        self._seeds = seeds
-        self.steps_taken = int(state["steps_taken"])
-        self._started = bool(state["started"])
-        if not self._started:
+        if not load_counters(self, state):
             return
         configure_recipes(self.mdp)
         self.kitchen = from_package_states(self.layout, state["states"]).to(self.device)
