@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import fmean, pstdev
 from typing import TypeVar
 
@@ -28,6 +28,9 @@ class PoolMatrix:
     """(row run, column run) -> mean return over the seats played."""
     free_riding: dict[tuple[str, str], float]
     """(row run, column run) -> mean free-riding degree over the seats, where reported."""
+    by_seat: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
+    """Seat -> (row run, column run) -> the mean return with the row run's policy in that
+    seat: the seatings kept apart (`returns` averages them)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ def stored_pool(
         return run if run in latest and latest[run] == (step, sha) else None
 
     returns, free = [], []
+    seated: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
     for record in records:
         row = owner(record.agent_ref, record.agent_step, record.agent_sha256)
         cols = {owner(p["ref"], p["step"], p["sha256"]) for p in record.partners.values()}
@@ -130,6 +134,7 @@ def stored_pool(
             continue
         col = cols.pop()
         returns.append((row, col, float(record.metrics["return"])))
+        seated[record.seat].append(returns[-1])
         if record.metrics.get("free_riding") is not None:
             free.append((row, col, float(record.metrics["free_riding"])))
     cells = cell_means(returns)
@@ -138,6 +143,7 @@ def stored_pool(
         runs=tuple(run.id for run in runs if run.id in present),
         returns=cells,
         free_riding=cell_means(free),
+        by_seat={seat: cell_means(entries) for seat, entries in sorted(seated.items())},
     )
 
 

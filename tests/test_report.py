@@ -27,6 +27,7 @@ from srpo_core.report import (
     write_report,
 )
 from srpo_core.report import format_number as f3
+from srpo_core.pool import stored_pool
 from srpo_core.train import train
 from srpo_core.zoo import MemberQuery, build_zoo, config_hash, env_config_from
 from tests.conftest import Cli
@@ -38,6 +39,8 @@ FIGURES = {
     "learning_return.png",
     "learning_free_riding.png",
     "crossplay_matrix.png",
+    "crossplay_matrix_agent0.png",
+    "crossplay_matrix_agent1.png",
     "tp_cp.png",
     "iqm_return.png",
     "profile_return.png",
@@ -192,13 +195,17 @@ def test_sections_figures_and_numbers_from_the_stored_records(lab, tmp_path):
         records = reg.crossplay_results(
             env_config_hash=config_hash(lab["env"]), episodes=EPISODES, seed=0
         )
+        pool = stored_pool(reg, list(runs.values()), records)
     seat_returns = defaultdict(list)
     seat_free = defaultdict(list)
+    by_seat = defaultdict(dict)  # the per-seat matrices: each seating apart
     for record in records:
         row = record.agent_ref.split("/")[0]
         (col,) = {p["ref"].split("/")[0] for p in record.partners.values()}
         seat_returns[(row, col)].append(record.metrics["return"])
         seat_free[(row, col)].append(record.metrics["free_riding"])
+        by_seat[record.seat][(row, col)] = record.metrics["return"]
+    assert pool.by_seat == by_seat and set(by_seat) == {"agent0", "agent1"}
     assert len(seat_returns) == 16 and all(len(v) == 2 for v in seat_returns.values())
     cell = {k: sum(v) / 2 for k, v in seat_returns.items()}
     table = {r[0]: r for r in _table(_section(text, "Cross-play"))}

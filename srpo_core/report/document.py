@@ -337,8 +337,7 @@ def _duplicates(count: int) -> str:
     if not count:
         return f"{DUPLICATE_RULE}; there are none here."
     return (
-        f"{DUPLICATE_RULE}: {count} run{'s' * (count != 1)} here repeat{'s' * (count == 1)} "
-        "a seed."
+        f"{DUPLICATE_RULE}: {count} run{'s' * (count != 1)} here repeat{'s' * (count == 1)} a seed."
     )
 
 
@@ -449,27 +448,33 @@ def _crossplay_section(
         f"Every ordered pair of runs ({text}): entry (row i, column j) is the mean return "
         "over the seats of run i's policy with run j's policies in every other seat. The "
         "diagonal is the training performance (TP), the rest cross-play performance (CP); "
-        "white lines separate settings; grey entries have no stored result.",
+        "white lines separate settings; grey entries have no stored result. The matrices "
+        "after the first keep the seatings apart: run i's policy in one seat only. Runs "
+        "are labelled by setting and seed.",
         "",
     ]
     order = {label: i for i, label in enumerate(groups.order)}
+    run_labels = _run_labels(groups)
     for index, pool in enumerate(pools):
         stem = "crossplay_matrix" if len(pools) == 1 else f"crossplay_matrix_{index + 1}"
-        n = len(pool.runs)
-        values = np.full((n, n), np.nan)
-        for (row, col), value in pool.returns.items():
-            values[pool.runs.index(row), pool.runs.index(col)] = value
-        labels = [f"{groups.label_of[r]} · {r[:6]}" for r in pool.runs]
+        labels = [run_labels[r] for r in pool.runs]
         setting_index = [order[groups.label_of[r]] for r in pool.runs]
         env = next(run.env for run in groups.runs if run.id == pool.runs[0])
-        title = f"{env}: mean return (diagonal = TP)"
-        file = drawn.add(
-            stem,
-            lambda fmt, v=values, la=labels, si=setting_index, t=title: figures.crossplay_matrix(
-                v, la, si, t, fmt
-            ),
-        )
-        lines += [f"![cross-play matrix: diagonal TP, off-diagonal CP]({file})", ""]
+        matrices = [(stem, pool.returns, f"{env}: mean return (diagonal = TP)")]
+        if len(pool.by_seat) > 1:  # each seating apart: who idles shows
+            matrices += [
+                (f"{stem}_{seat}", cells, f"{env}: return, the row run in seat {seat}")
+                for seat, cells in pool.by_seat.items()
+            ]
+        for name, cells, title in matrices:
+            values = _matrix(pool.runs, cells)
+            file = drawn.add(
+                name,
+                lambda fmt, v=values, la=labels, si=setting_index, t=title: (
+                    figures.crossplay_matrix(v, la, si, t, fmt)
+                ),
+            )
+            lines += [f"![{title}]({file})", ""]
     shown = sum(len(pool.runs) for pool in pools)
     if shown < len(groups.runs):
         lines += [
@@ -594,9 +599,7 @@ def _run_cp(pools: Sequence[PoolMatrix]) -> dict[str, float]:
     return out
 
 
-def _score_lines(
-    stats: st.ScoreStats, name: str, slug: str, what: str, drawn: Drawn
-) -> list[str]:
+def _score_lines(stats: st.ScoreStats, name: str, slug: str, what: str, drawn: Drawn) -> list[str]:
     scores = stats.scores
     colour = {method: i for i, method in enumerate(scores.methods)}
     several = any(row.tasks > 1 for row in stats.rows)
@@ -616,7 +619,9 @@ def _score_lines(
     ]
     repeated = (
         f" {scores.duplicates} run{'s' * (scores.duplicates != 1)} repeating a seed of "
-        "its setting counted once." if scores.duplicates else ""
+        "its setting counted once."
+        if scores.duplicates
+        else ""
     )
     lines = [f"Score: {what}.{repeated}", "", _table(header, rows)]
     panels = [
@@ -652,8 +657,7 @@ def _score_lines(
         for i in stats.improvements
     ]
     items = [
-        _interval(f"P({i.x} > {i.y})", i.probability, i.ci, colour[i.x])
-        for i in stats.improvements
+        _interval(f"P({i.x} > {i.y})", i.probability, i.ci, colour[i.x]) for i in stats.improvements
     ]
     file = drawn.add(
         f"improvement_{slug}",
@@ -1026,3 +1030,27 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _matrix(runs: Sequence[str], cells: dict[tuple[str, str], float]) -> np.ndarray:
+    """[row run, column run] values in ``runs`` order; NaN where nothing is stored."""
+    values = np.full((len(runs), len(runs)), np.nan)
+    for (row, col), value in cells.items():
+        values[runs.index(row), runs.index(col)] = value
+    return values
+
+
+def _run_labels(groups) -> dict[str, str]:
+    """Each run as its setting and seed ("srpo tau=10 · seed 3"); a seed that two runs of
+    a setting share gets each run's id prefix too."""
+    seen: dict[tuple[str, int], int] = {}
+    for run in groups.runs:
+        key = (groups.label_of[run.id], run.seed)
+        seen[key] = seen.get(key, 0) + 1
+    labels = {}
+    for run in groups.runs:
+        label = f"{groups.label_of[run.id]} · seed {run.seed}"
+        if seen[(groups.label_of[run.id], run.seed)] > 1:
+            label += f" · {run.id[:6]}"
+        labels[run.id] = label
+    return labels
