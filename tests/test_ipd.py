@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from srpo_core.agents.distributions import Categorical
+from srpo_core.agents.ipd_partners import PartnerPool
 from srpo_core.agents.load import load_policy, load_seat
 from srpo_core.agents.memory_one import MemoryOne, RandomMemoryOne, memory_one_distribution
 from srpo_core.algos import algorithm_class
 from srpo_core.algos.base import make_generator
-from srpo_core.algos.recurrent import Memory, PartnerPool, play
+from srpo_core.algos.recurrent import Memory, play
 from srpo_core.config import resolve
 from srpo_core.envs.ipd import IpdEnv, IpdEnvConfig
 from srpo_core.errors import UserError
