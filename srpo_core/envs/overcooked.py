@@ -440,22 +440,11 @@ class _Shard:
         return self._observe(list(range(len(self.envs))))
 
 
-def load_counters(env: Any, state: dict[str, Any]) -> bool:
-    """What both backends restore alike from a saved state (the generator, episode seeds,
-    the shaping clock); whether the saved env had started (else nothing more to load)."""
-    seeds = state["episode_seeds"].cpu().numpy().astype(np.int64)
-    if len(seeds) != env.num_envs:
-        raise UserError(
-            f"this overcooked state holds {len(seeds)} envs, the env has {env.num_envs}"
-        )
-    BatchedEnv.load_state_dict(env, state)
-    env._seeds = seeds
-    env.steps_taken = int(state["steps_taken"])
-    env._started = bool(state["started"])
-    return env._started
+class OvercookedEnvBase(BatchedEnv):
+    """What both backends share: the seats, the checked config, the episode seeds, the
+    shaping clock and their part of a saved state, and the scripted seats' rule that they
+    answer for the current observations only."""
 
-
-class OvercookedBatchedEnv(BatchedEnv):
     agents = ("agent0", "agent1")
     action_spaces = (Discrete(6, ACTION_LABELS), Discrete(6, ACTION_LABELS))
 
@@ -467,17 +456,58 @@ class OvercookedBatchedEnv(BatchedEnv):
         self.config = config
         dim = obs_dim(config)  # builds the planner here, before any worker forks
         self.obs_dims = (dim, dim)
-        self._shards = Shards(
-            _Shard, asdict(config), num_envs, config.workers, config.start_method, "overcooked-env"
-        )
-        self.workers = self._shards.workers
         self._seeds = np.zeros(num_envs, dtype=np.int64)
         self._started = False
         self.steps_taken = 0
         """Sub-env steps so far (the shaping schedule's clock)."""
         self._obs: list[torch.Tensor] = []
-        self._scripted: dict[int, tuple[str, dict]] = {}
         self._scripted_actions: dict[int, np.ndarray] = {}
+        """seat -> the actions `scripted_actions` hands out."""
+
+    def _check_current(self, obs: torch.Tensor, seat: int) -> None:
+        """Scripted agents act on the env's real state: ``obs`` must be the observations
+        this env last returned for ``seat``."""
+        if obs.shape != self._obs[seat].shape or not torch.equal(obs, self._obs[seat]):
+            raise ValueError(
+                "an overcooked-ai scripted agent acts on the env's current state only; it "
+                "cannot evaluate stored observations"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["started"] = self._started
+        state["steps_taken"] = self.steps_taken
+        state["episode_seeds"] = torch.from_numpy(self._seeds.copy())
+        return state
+
+    def _load_counters(self, state: dict[str, Any]) -> bool:
+        """Restore the generator, episode seeds and shaping clock of a saved state; whether
+        the saved env had started (else there is nothing more to load)."""
+        seeds = state["episode_seeds"].cpu().numpy().astype(np.int64)
+        if len(seeds) != self.num_envs:
+            raise UserError(
+                f"this overcooked state holds {len(seeds)} envs, the env has {self.num_envs}"
+            )
+        super().load_state_dict(state)
+        self._seeds = seeds
+        self.steps_taken = int(state["steps_taken"])
+        self._started = bool(state["started"])
+        return self._started
+
+    @property
+    def episode_seeds(self) -> list[int]:
+        """The seed each sub-env's current episode started from."""
+        return self._seeds.tolist()
+
+
+class OvercookedBatchedEnv(OvercookedEnvBase):
+    def __init__(self, config: OvercookedEnvConfig, num_envs: int, device, seed: int) -> None:
+        super().__init__(config, num_envs, device, seed)
+        self._shards = Shards(
+            _Shard, asdict(config), num_envs, config.workers, config.start_method, "overcooked-env"
+        )
+        self.workers = self._shards.workers
+        self._scripted: dict[int, tuple[str, dict]] = {}
         cost = [0.0] * 6
         for a in MOVES:
             cost[a] = config.move_cost
@@ -580,20 +610,13 @@ class OvercookedBatchedEnv(BatchedEnv):
         env's real state, so they can only answer for the current step)."""
         if seat not in self._scripted:
             raise RuntimeError(f"no scripted agent is attached to seat {seat}")
-        if obs.shape != self._obs[seat].shape or not torch.equal(obs, self._obs[seat]):
-            raise ValueError(
-                "an overcooked-ai scripted agent acts on the env's current state only; it "
-                "cannot evaluate stored observations"
-            )
+        self._check_current(obs, seat)
         return self._tensor(self._scripted_actions[seat].copy())
 
     # -- state -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["started"] = self._started
-        state["steps_taken"] = self.steps_taken
-        state["episode_seeds"] = torch.from_numpy(self._seeds.copy())
         if self._started:
             no_args = [()] * len(self._shards.slices)
             state["states"] = [s for part in self._shards.call("states", no_args) for s in part]
@@ -611,7 +634,7 @@ class OvercookedBatchedEnv(BatchedEnv):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not load_counters(self, state):
+        if not self._load_counters(state):
             return
         seeds = self._seeds
         scripted = state["scripted"]
@@ -628,11 +651,6 @@ class OvercookedBatchedEnv(BatchedEnv):
         self._scripted_actions = {
             int(seat): np.asarray(s["actions"], dtype=np.int64) for seat, s in scripted.items()
         }
-
-    @property
-    def episode_seeds(self) -> list[int]:
-        """The seed each sub-env's current episode started from."""
-        return self._seeds.tolist()
 
     def close(self) -> None:
         """Stop worker processes (also happens when the env is garbage collected)."""

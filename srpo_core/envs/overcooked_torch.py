@@ -29,17 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Discrete, StackedInfo, Step
+from srpo_core.envs.base import StackedInfo, Step
 from srpo_core.envs.overcooked import (
-    ACTION_LABELS,
     COUNTERS,
     INTERACT,
     MOVES,
     SEED_BOUND,
+    OvercookedEnvBase,
     OvercookedEnvConfig,
     layout_planner,
-    load_counters,
-    obs_dim,
 )
 from srpo_core.envs.overcooked_compat import import_overcooked
 from srpo_core.envs.overcooked_kitchen import (
@@ -51,7 +49,6 @@ from srpo_core.envs.overcooked_kitchen import (
     to_package_states,
 )
 from srpo_core.envs.overcooked_obs import feature_tables, featurized, lossless
-from srpo_core.errors import UserError
 
 INFO_KEYS = (
     *(f"agent{i}/{c}" for i in range(2) for c in COUNTERS),
@@ -154,20 +151,12 @@ class ScriptedSeats:
         }
 
 
-class OvercookedTorchEnv(BatchedEnv):
-    agents = ("agent0", "agent1")
-    action_spaces = (Discrete(6, ACTION_LABELS), Discrete(6, ACTION_LABELS))
+class OvercookedTorchEnv(OvercookedEnvBase):
     member_seeded = True
     per_env_state = ("episode_seeds", "states")
 
     def __init__(self, config: OvercookedEnvConfig, num_envs: int, device, seed: int) -> None:
-        super().__init__(num_envs, device, seed)
-        config.validate()
-        if num_envs < 1:
-            raise UserError(f"num_envs must be >= 1, got {num_envs}")
-        self.config = config
-        dim = obs_dim(config)
-        self.obs_dims = (dim, dim)
+        super().__init__(config, num_envs, device, seed)
         self.workers = 0
         self.layout = kitchen_layout(config.layout).to(self.device)
         self.mdp, self.mlam = layout_planner(config.layout)
@@ -179,16 +168,10 @@ class OvercookedTorchEnv(BatchedEnv):
         )
         self._timestep = np.zeros(num_envs, dtype=np.int64)
         """The games' timesteps, mirrored on the host (every game adds one per step)."""
-        self._seeds = np.zeros(num_envs, dtype=np.int64)
-        self._started = False
-        self.steps_taken = 0
-        """Sub-env steps so far (the shaping schedule's clock)."""
-        self._obs: list[torch.Tensor] = []
         self._scripted = ScriptedSeats(self.mlam)
-        self._scripted_actions: dict[int, np.ndarray] = {}
-        """seat -> the actions `scripted_actions` hands out (as the package backend keeps
-        them: attaching a seat re-runs the others' agents without changing these)."""
-        self._start_timestep = int(kitchen_layout(config.layout).start.timestep[0])
+        """(As the package backend: attaching a seat re-runs the others' agents without
+        changing their `_scripted_actions`.)"""
+        self._start_timestep = int(self.layout.start.timestep[0])
         cost = torch.zeros(6)
         cost[list(MOVES)] = config.move_cost
         cost[INTERACT] = config.interact_cost
@@ -295,20 +278,13 @@ class OvercookedTorchEnv(BatchedEnv):
         env's real state, so they can only answer for the current step)."""
         if seat not in self._scripted.seats:
             raise RuntimeError(f"no scripted agent is attached to seat {seat}")
-        if obs.shape != self._obs[seat].shape or not torch.equal(obs, self._obs[seat]):
-            raise ValueError(
-                "an overcooked-ai scripted agent acts on the env's current state only; it "
-                "cannot evaluate stored observations"
-            )
+        self._check_current(obs, seat)
         return torch.from_numpy(self._scripted_actions[seat].copy()).to(self.device)
 
     # -- state -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["started"] = self._started
-        state["steps_taken"] = self.steps_taken
-        state["episode_seeds"] = torch.from_numpy(self._seeds.copy())
         if self._started:
             packaged = to_package_states(self.layout, self.kitchen, self.mdp)
             state["states"] = [s.to_dict() for s in packaged]
@@ -316,7 +292,7 @@ class OvercookedTorchEnv(BatchedEnv):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not load_counters(self, state):
+        if not self._load_counters(state):
             return
         configure_recipes(self.mdp)
         self.kitchen = from_package_states(self.layout, state["states"]).to(self.device)
@@ -348,11 +324,6 @@ class OvercookedTorchEnv(BatchedEnv):
                 for seat, saved in out["scripted"].items()
             }
         return out
-
-    @property
-    def episode_seeds(self) -> list[int]:
-        """The seed each sub-env's current episode started from."""
-        return self._seeds.tolist()
 
     def close(self) -> None:
         """Nothing runs outside this process; forgets the episodes like the package backend."""
