@@ -60,7 +60,7 @@ def play(
     if episodes < 1:
         raise UserError(f"episodes must be >= 1, got {episodes}")
     torch_device = resolve_device(device)
-    env = make_env(env_config, episodes, torch_device, sub_seed(seed, "play/env"))
+    env = make_env(env_config, episodes, torch_device, sub_seed(seed, "play/env"), evaluation=True)
     unknown = set(seats) - set(env.agents)
     if unknown:
         raise UserError(f"no seat {sorted(unknown)[0]!r} in {env_config.name} ({env.agents})")

@@ -269,7 +269,9 @@ def play_seating(registry: Registry, seating: Seating, setup: Setup) -> dict[str
         return family.play_seating(registry, seating, setup)
     device = resolve_device(setup.device)
     env_config = env_config_from(setup.env_values)
-    env = make_env(env_config, setup.episodes, device, sub_seed(setup.seed, "crossplay/env"))
+    env = make_env(
+        env_config, setup.episodes, device, sub_seed(setup.seed, "crossplay/env"), evaluation=True
+    )
     frozen = env_config.frozen_seats() if hasattr(env_config, "frozen_seats") else {}
     chosen = {seating.seat: seating.agent, **dict(seating.partners)}
     seats: list[Seat] = []

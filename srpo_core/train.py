@@ -71,8 +71,8 @@ def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
     torch.set_num_threads(config.run.threads)
     env_config = config.env
 
-    def factory(num_envs: int, seed: int):
-        return make_env(env_config, num_envs, device, seed)
+    def factory(num_envs: int, seed: int, evaluation: bool = False):
+        return make_env(env_config, num_envs, device, seed, evaluation)
 
     fixed = fixed_seats(config, registry, device)
     members = None

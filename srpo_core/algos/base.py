@@ -17,8 +17,8 @@ from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.rollout import Seat, play_episodes
 from srpo_core.side_by_side import SideBySide
 
-EnvFactory = Callable[[int, int], BatchedEnv]
-"""make_env(num_envs, seed) -> BatchedEnv"""
+EnvFactory = Callable[..., BatchedEnv]
+"""make_env(num_envs, seed, evaluation=False) -> BatchedEnv (`srpo_core.envs.make_env`)"""
 T = TypeVar("T")
 
 
@@ -134,7 +134,7 @@ class Algorithm:
     def evaluate(self, episodes: int, seed: int, final: bool = False) -> dict[str, float]:
         """The trained agents playing together, one episode per env, with a seed of its own
         (the training RNG is untouched). ``final``: the run's last evaluation."""
-        env = self.make_env(episodes, sub_seed(seed, "eval-env"))
+        env = self.make_env(episodes, sub_seed(seed, "eval-env"), evaluation=True)
         generator = make_generator(self.device, sub_seed(seed, "eval-actions"))
         return play_episodes(env, self.seats(), generator).summary(self.agents, list(self.heroes))
 

@@ -312,7 +312,7 @@ class RecurrentIPPO(Algorithm):
                 matchups.append((name, weights, fixed))
         sums: dict[str, list[float]] = {}
         for index, (name, weights, fixed) in enumerate(matchups):
-            env = self.make_env(episodes, sub_seed(seed, f"eval-env/{index}"))
+            env = self.make_env(episodes, sub_seed(seed, f"eval-env/{index}"), evaluation=True)
             pool_rng = make_generator(self.device, sub_seed(seed, f"eval-pool/{index}"))
             pool = PartnerPool(weights, episodes, self.device, pool_rng, fixed)
             memory = Memory.fresh(self.nets(), episodes, self.device)

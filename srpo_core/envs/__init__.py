@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from srpo_core.debate.config import DebateEnvConfig, no_batched_env
 from srpo_core.envs.base import BatchedEnv
@@ -26,6 +27,9 @@ class EnvFamily:
     play_seating: Callable[..., dict] | None = None
     """Cross-play for a family without a batched env: play_seating(registry, seating,
     setup) -> metrics, as `srpo_core.crossplay.play_seating` returns them."""
+    evaluated: Callable[[Any], Any] | None = None
+    """evaluated(env_config) -> the config evaluations play, where it differs from
+    training's (training schedules such as reward shaping run to their end)."""
 
 
 def make_overcooked_env(
@@ -51,10 +55,22 @@ ENVS: dict[str, EnvFamily] = {
     # LLM debate: its own training loop (srpo_core/debate/run.py), not a BatchedEnv.
     "debate": EnvFamily(DebateEnvConfig, no_batched_env, "debate-ippo", _debate_seating),
     "hanabi": EnvFamily(HanabiEnvConfig, HanabiEnv, "hanabi"),
-    "overcooked": EnvFamily(OvercookedEnvConfig, make_overcooked_env, "overcooked-ippo"),
+    "overcooked": EnvFamily(
+        OvercookedEnvConfig,
+        make_overcooked_env,
+        "overcooked-ippo",
+        evaluated=OvercookedEnvConfig.evaluated,
+    ),
     "ipd": EnvFamily(IpdEnvConfig, IpdEnv, "ipd-mixed"),
 }
 
 
-def make_env(env_config, num_envs: int, device, seed: int) -> BatchedEnv:
-    return ENVS[env_config.name].make(env_config, num_envs, device, seed)
+def make_env(
+    env_config, num_envs: int, device, seed: int, evaluation: bool = False
+) -> BatchedEnv:
+    """The env of ``env_config``; ``evaluation``: the game evaluations play (the family's
+    `EnvFamily.evaluated` config)."""
+    family = ENVS[env_config.name]
+    if evaluation and family.evaluated is not None:
+        env_config = family.evaluated(env_config)
+    return family.make(env_config, num_envs, device, seed)

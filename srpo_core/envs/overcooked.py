@@ -70,7 +70,7 @@ import math
 import multiprocessing as mp
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -120,6 +120,10 @@ class OvercookedEnvConfig:
     """Private cost of each interact action."""
     bump_cost: float = 0.0
     """Extra private cost of a move cancelled by a collision with the partner."""
+    cost_ramp_steps: int = 0
+    """Env steps (of this env object) over which the private costs' weight rises linearly
+    from 0 to 1, so that cooks learn to cook before moving costs them; 0 charges them in
+    full from the start. Evaluations always charge them in full."""
     cook_full_pots_only: bool = True
     """Interacting with a pot starts cooking only when the pot is full (3 ingredients), as
     in the original Overcooked. overcooked-ai 1.1 also cooks partial soups: they earn no
@@ -161,8 +165,9 @@ class OvercookedEnvConfig:
             value = getattr(self, key)
             if not math.isfinite(value) or value < 0:
                 raise UserError(f"env.{key} must be finite and >= 0, got {value}")
-        if self.shaped_anneal_steps < 0:
-            raise UserError(f"env.shaped_anneal_steps must be >= 0, got {self.shaped_anneal_steps}")
+        for key in ("shaped_anneal_steps", "cost_ramp_steps"):
+            if getattr(self, key) < 0:
+                raise UserError(f"env.{key} must be >= 0, got {getattr(self, key)}")
         if self.workers < 0:
             raise UserError(f"env.workers must be >= 0, got {self.workers}")
         if self.backend not in BACKENDS:
@@ -180,6 +185,18 @@ class OvercookedEnvConfig:
         if self.shaped_anneal_steps == 0:
             return self.shaped_reward_scale
         return self.shaped_reward_scale * max(0.0, 1.0 - steps / self.shaped_anneal_steps)
+
+    def cost_weight(self, steps: int) -> float:
+        """The private costs' weight after ``steps`` env steps (the ramp)."""
+        if self.cost_ramp_steps == 0:
+            return 1.0
+        return min(1.0, steps / self.cost_ramp_steps)
+
+    def evaluated(self) -> "OvercookedEnvConfig":
+        """The game evaluations play: the training schedules run to their end (the shaping
+        weight at its final value, 0 when it anneals; the private costs in full)."""
+        final = 0.0 if self.shaped_anneal_steps else self.shaped_reward_scale
+        return replace(self, shaped_reward_scale=final, shaped_anneal_steps=0, cost_ramp_steps=0)
 
 
 def layout_names() -> list[str]:
@@ -572,9 +589,10 @@ class OvercookedBatchedEnv(OvercookedEnvBase):
             for seat, a in acts.items():
                 self._scripted_actions[seat][finished] = a
         weight = self.config.shaped_weight(self.steps_taken)
+        cost_weight = np.float32(self.config.cost_weight(self.steps_taken))
         self.steps_taken += self.num_envs
         team = sparse.sum(1) + np.float32(weight) * shaped.sum(1)
-        cost = self._action_cost[joint] + self.config.bump_cost * counters[:, :, 0]
+        cost = cost_weight * (self._action_cost[joint] + self.config.bump_cost * counters[:, :, 0])
         moves = (joint < len(MOVES)).astype(np.float32)  # MOVES are actions 0-3
         interacts = (joint == INTERACT).astype(np.float32)
         per_agent = np.stack([moves.T, interacts.T, *counters.transpose(2, 1, 0)], 1)

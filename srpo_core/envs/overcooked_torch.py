@@ -239,11 +239,14 @@ class OvercookedTorchEnv(OvercookedEnvBase):
             for seat, acts in self._reset_envs(finished).items():
                 self._scripted_actions[seat][finished] = acts
         weight = self.config.shaped_weight(self.steps_taken)
+        cost_weight = self.config.cost_weight(self.steps_taken)
         self.steps_taken += self.num_envs // len(self.generators)  # per population member
         sparse, shaped = out.sparse.sum(1), out.shaped.sum(1)
         team = sparse + torch.tensor(weight, dtype=torch.float32) * shaped
         bumps = out.counters[:, :, 0]
         cost = self._action_cost[joint] + self.config.bump_cost * bumps
+        if cost_weight != 1.0:
+            cost = cost_weight * cost
         per_agent = torch.cat(
             [self._is_move[joint].float().unsqueeze(2), (joint == INTERACT).float().unsqueeze(2)]
             + [out.counters],

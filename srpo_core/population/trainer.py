@@ -521,7 +521,7 @@ class Population:
     def evaluate(self, episodes: int, seeds: list[int], final: bool = False) -> list[dict]:
         """Each member's heroes playing together, one episode per env, from each member's
         own evaluation seed (the training RNG is untouched)."""
-        env = make_env(self.config.env, episodes * self.members, self.device, 0)
+        env = make_env(self.config.env, episodes * self.members, self.device, 0, evaluation=True)
         env.split_generators([sub_seed(s, "eval-env") for s in seeds])
         rng = MemberGenerators(
             [make_generator(self.device, sub_seed(s, "eval-actions")) for s in seeds]
