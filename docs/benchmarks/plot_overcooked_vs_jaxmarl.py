@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 HERE = Path(__file__).parent
 data = json.loads((HERE / "overcooked-vs-jaxmarl.json").read_text())
 figure, (by_time, by_steps) = plt.subplots(1, 2, figsize=(10, 3.8))
-for name, label in (("jaxmarl", "JaxMARL IPPO-FF (JAX, 1 core)"), ("srpo", "srpo IPPO (torch, 1 core)")):
+LABELS = {"jaxmarl": "JaxMARL IPPO-FF (JAX, 1 core)", "srpo": "srpo IPPO (torch, 1 core)"}
+for name, label in LABELS.items():
     steps, wall, score = zip(*data[name]["curve"], strict=True)
     by_time.plot(wall, score, label=label)
     by_steps.plot([s / 1e6 for s in steps], score, label=label)

@@ -192,7 +192,7 @@ class OvercookedEnvConfig:
             return 1.0
         return min(1.0, steps / self.cost_ramp_steps)
 
-    def evaluated(self) -> "OvercookedEnvConfig":
+    def evaluated(self) -> OvercookedEnvConfig:
         """The game evaluations play: the training schedules run to their end (the shaping
         weight at its final value, 0 when it anneals; the private costs in full)."""
         final = 0.0 if self.shaped_anneal_steps else self.shaped_reward_scale
