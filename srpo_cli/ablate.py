@@ -41,7 +41,10 @@ def _interrupt(signum, frame):  # SIGTERM stops the sweep like Ctrl-C
 def ablate(
     env: Annotated[str, typer.Option(help="Env family.")],
     preset: Annotated[list[str] | None, typer.Option(help="Preset(s) of every run.")] = None,
-    tau: Annotated[str, typer.Option(help="Comma-separated tau values; 0 runs IPPO.")] = "0",
+    tau: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated tau values; 0 runs IPPO. Default: the presets' tau."),
+    ] = None,
     eps: Annotated[str | None, typer.Option(help="Comma-separated eps values.")] = None,
     sweep: Annotated[
         list[str] | None, typer.Option(help="Also sweep a key: section.key=v1,v2 (repeatable).")
@@ -110,7 +113,7 @@ def ablate(
     plan = sw.plan_sweep(
         env,
         presets=preset or [],
-        taus=_floats(tau, "tau"),
+        taus=_floats(tau, "tau") if tau is not None else None,
         epss=_floats(eps, "eps") if eps else [None],
         sweeps=sweep or [],
         seeds=range(first_seed, first_seed + seeds),

@@ -119,7 +119,7 @@ def plan_sweep(
     env: str,
     *,
     presets: Sequence[str] = (),
-    taus: Sequence[float] = (0.0,),
+    taus: Sequence[float] | None = None,
     epss: Sequence[float | None] = (None,),
     sweeps: Sequence[str] = (),
     seeds: Sequence[int] = (0,),
@@ -128,7 +128,12 @@ def plan_sweep(
     tags: Sequence[str] = (),
     name: str | None = None,
 ) -> Sweep:
-    """The grid, every point's config resolved and validated before anything runs."""
+    """The grid, every point's config resolved and validated before anything runs;
+    ``taus`` by default the one the presets (and ``sets``) give, 0 (IPPO) without them."""
+    if taus is None:
+        taus = (
+            resolve(presets=list(presets), flags={"env": {"name": env}}, sets=list(sets)).algo.tau,
+        )
     if name is not None and not ABLATION_NAME.fullmatch(name):
         raise UserError(f"invalid ablation name {name!r}: letters, digits, '_', '.', '-'")
     swept = tuple(_parse_sweep(text) for text in sweeps)

@@ -45,6 +45,16 @@ def test_grid_points_and_identity():
             plan_sweep("matrix", **kwargs)
 
 
+def test_tau_defaults_to_the_presets():
+    """Without --tau an SRPO preset sweeps SRPO at its tau (10 in gridworld-srpo.toml)."""
+    srpo = plan_sweep("gridworld", presets=["gridworld-srpo"], seeds=[0, 1])
+    assert [(p.algo, p.tau) for p in srpo.points] == [("srpo", 10.0)] * 2
+    assert {p.algo for p in plan_sweep("gridworld", seeds=[0]).points} == {"ippo"}
+    assert (
+        plan_sweep("gridworld", presets=["gridworld-srpo"], taus=[0], seeds=[0]).points[0].tau == 0
+    )
+
+
 SWEEP = ["ablate", "--env", "matrix", "--tau", "0,10", "--eps", "0.2", "--seeds", "2",
          "--steps", "40000", "--workers", "1", "--set", "run.checkpoint_every=8192",
          "--set", "run.eval_episodes=0"]  # fmt: skip

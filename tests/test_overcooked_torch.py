@@ -229,6 +229,7 @@ def test_biased_cooks_play_the_same_games(layout):
             obs="featurized" if rule else "lossless",
             shaped_reward_scale=0.5,
             shaped_anneal_steps=1200,
+            cost_ramp_steps=600,
             **COSTS,
         )
         totals = play_both(config, envs=4, steps=330, seed=3 + rule, noise=0.2)
@@ -467,11 +468,38 @@ def test_backend_is_validated_and_dispatched():
         env.step([torch.tensor([0, 6]), torch.tensor([0, 0])])
 
 
+@pytest.mark.parametrize("backend", ["torch", "package"])
+def test_costs_ramp_up_from_zero_and_evaluations_charge_them_in_full(backend):
+    """Interacting costs 0.03: over a ramp of 8 env steps (2 envs a step) agent1 pays
+    0.03 * [0, 1/4, 1/2, 3/4, 1, 1]; an evaluation env charges it in full from its first
+    step and plays without the annealed shaping."""
+    config = OvercookedEnvConfig(
+        backend=backend, workers=0, cost_ramp_steps=8, shaped_anneal_steps=8, **COSTS
+    )
+    env = make_env(config, 2, "cpu", 0)
+    env.reset()
+    stay, interact = torch.full((2,), 4), torch.full((2,), INTERACT)
+    paid = [env.step([stay, interact]).cost[:, 0].tolist() for _ in range(6)]
+    expected = [[0.0, 0.03 * w] for w in (0, 0.25, 0.5, 0.75, 1, 1)]
+    assert paid == [pytest.approx(p) for p in expected]
+    evaluation = make_env(config, 2, "cpu", 0, evaluation=True)
+    evaluation.reset()
+    assert evaluation.step([stay, interact]).cost[:, 0].tolist() == pytest.approx([0, 0.03])
+    assert evaluation.config == dataclasses.replace(
+        config, shaped_reward_scale=0.0, shaped_anneal_steps=0, cost_ramp_steps=0
+    )
+    constant = OvercookedEnvConfig(shaped_reward_scale=0.5)
+    assert constant.evaluated() == constant  # a constant shaping weight is part of the game
+    with pytest.raises(UserError, match="env.cost_ramp_steps must be >= 0, got -1"):
+        OvercookedEnvConfig(cost_ramp_steps=-1).validate()
+
+
 def test_training_is_the_same_on_both_backends(registry_url):
     """IPPO through the training loop (rollouts, auto-resets, evaluation): the torch backend
     ends with the package backend's weights and metrics."""
     sets = ["env.horizon=50", "env.workers=0", "ppo.num_envs=4", "ppo.num_steps=32"]
     sets += ["run.eval_episodes=1", "env.shaped_anneal_steps=200", "env.move_cost=0.05"]
+    sets += ["env.cost_ramp_steps=100000"]
     runs = {}
     with Registry(registry_url) as reg:
         for backend in ("package", "torch"):
@@ -487,6 +515,10 @@ def test_training_is_the_same_on_both_backends(registry_url):
             runs[backend] = (metrics, state["policies"])
     (metrics_p, weights_p), (metrics_t, weights_t) = runs["package"], runs["torch"]
     assert metrics_t == metrics_p
+    # training charged ~0.1% of the costs; the evaluation charges them in full
+    for i in range(2):
+        moves = metrics_t[f"eval/agent{i}/moves"]
+        assert moves > 0 and metrics_t[f"eval/agent{i}/cost"] == pytest.approx(0.05 * moves)
     for agent, weights in weights_p.items():
         assert all(torch.equal(weights[k], weights_t[agent][k]) for k in weights)
 
