@@ -18,6 +18,7 @@ from srpo_core.intervals import bootstrap_ci
 from srpo_core.registry import CrossplayRecord, Registry, RunInfo
 
 Group = TypeVar("Group", bound=Hashable)
+Row = TypeVar("Row", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class PoolMatrix:
 @dataclass(frozen=True)
 class TpCp:
     runs: int
+    """Runs of the group; its seeds, where runs repeating a seed are merged (`tp_cp`)."""
     tp: float | None
     tp_std: float | None
     cp: float | None
@@ -55,9 +57,9 @@ class TpCp:
         return None if self.tp is None or self.cp is None else self.tp - self.cp
 
 
-def cell_means(entries: Iterable[tuple[str, str, float]]) -> dict[tuple[str, str], float]:
+def cell_means(entries: Iterable[tuple[Row, Row, float]]) -> dict[tuple[Row, Row], float]:
     """(row run, column run, value) per seat -> the mean value per (row, column)."""
-    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    values: dict[tuple[Row, Row], list[float]] = defaultdict(list)
     for row, col, value in entries:
         values[(row, col)].append(value)
     return {cell: fmean(v) for cell, v in values.items()}
@@ -67,13 +69,24 @@ def tp_cp(
     returns: Mapping[tuple[str, str], float],
     group_of: Mapping[str, Group],
     free_riding: Mapping[tuple[str, str], float] | None = None,
+    seed_of: Mapping[str, int] | None = None,
 ) -> dict[Group, TpCp]:
     """Per group of row runs: TP over their diagonal entries, CP over their entries with
     every other run of the pool (both methods pooled as partners, as in the paper);
     means and population standard deviations of the entries, and 95% bootstrap intervals
-    over the runs (one value per run: its TP, its mean CP, their difference)."""
+    over the runs (one value per run: its TP, its mean CP, their difference).
+
+    With ``seed_of``, runs of a group that repeat a seed are one seed: their entries are
+    averaged into one row and column, and pairs among them count as TP (a setting and
+    seed train the same policy)."""
+    if seed_of is not None:
+        unit = {run: (group_of[run], seed_of[run]) for run in group_of}
+        returns = cell_means((unit[r], unit[c], v) for (r, c), v in returns.items())
+        if free_riding:
+            free_riding = cell_means((unit[r], unit[c], v) for (r, c), v in free_riding.items())
+        group_of = {u: u[0] for u in unit.values()}
     parts: dict[Group, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    per_run: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    per_run: dict[Hashable, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for (row, col), value in returns.items():
         kind = "tp" if row == col else "cp"
         parts[group_of[row]][kind].append(value)

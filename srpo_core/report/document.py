@@ -402,7 +402,8 @@ def _stats(groups: Settings, pools: Sequence[PoolMatrix]) -> dict[str, TpCp]:
     returns = {cell: v for pool in pools for cell, v in pool.returns.items()}
     free = {cell: v for pool in pools for cell, v in pool.free_riding.items()}
     group_of = {run: groups.label_of[run] for pool in pools for run in pool.runs}
-    return tp_cp(returns, group_of, free)
+    seed_of = {run.id: run.seed for run in groups.runs}
+    return tp_cp(returns, group_of, free, seed_of)
 
 
 def _crossplay_section(
@@ -450,7 +451,8 @@ def _crossplay_section(
         "diagonal is the training performance (TP), the rest cross-play performance (CP); "
         "white lines separate settings; grey entries have no stored result. The matrices "
         "after the first keep the seatings apart: run i's policy in one seat only. Runs "
-        "are labelled by setting and seed.",
+        "are labelled by setting and seed. In the tables, runs of one setting with the same "
+        "seed count as one seed (their entries averaged).",
         "",
     ]
     order = {label: i for i, label in enumerate(groups.order)}
@@ -489,7 +491,7 @@ def _crossplay_section(
     ]
     file = drawn.add("tp_cp", lambda fmt: figures.tp_cp_bars(bars, fmt))
     lines += [f"![TP vs CP per setting, mean ± std]({file})", ""]
-    header = ["setting", "runs", "TP", "TP std", "CP", "CP std", "TP-CP", "free-riding (TP)"]
+    header = ["setting", "seeds", "TP", "TP std", "CP", "CP std", "TP-CP", "free-riding (TP)"]
     rows = [
         [
             label,
