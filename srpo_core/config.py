@@ -97,13 +97,28 @@ class RunSection:
     multi-core CPU it is faster."""
     log_every: int = ranged(1, ge=1)
     """Iterations between metric rows."""
-    checkpoint_every: int = ranged(0, ge=0)
-    """Env steps between checkpoints; 0 keeps only the final one."""
+    checkpoint_every: int | None = ranged(None, ge=0)
+    """Env steps between checkpoints; 0 keeps only the final one. Unset: every tenth of
+    ``steps``, so that zoos can pin early, middle and final partners (``zoo build --at``)."""
     eval_episodes: int = ranged(64, ge=0)
     """Episodes of the trained agents playing together, at each log row and at the end."""
     tensorboard: str = ""
     """A directory for live TensorBoard event files, one folder per run id (the
     ``tensorboard`` extra); empty: none."""
+    wandb: str = ""
+    """A Weights & Biases project: each run is logged there live as a W&B run of the same
+    id (the ``wandb`` extra); empty: none."""
+    wandb_mode: str = ranged("offline", choices=("offline", "online"))
+    """offline: W&B's run files under ./wandb (or $WANDB_DIR) for ``wandb sync``, no
+    network; online: stream to the W&B server you are logged in to."""
+
+    @property
+    def checkpoint_cadence(self) -> int:
+        """Env steps between checkpoints (``checkpoint_every`` or its default); 0: none but
+        the final one."""
+        if self.checkpoint_every is None:
+            return -(-self.steps // 10)
+        return self.checkpoint_every
 
 
 @dataclass

@@ -14,17 +14,17 @@ from typing import Any, Protocol
 
 import torch
 
-from srpo_core import checkpoints, tensorboard
+from srpo_core import checkpoints, live_logs
 from srpo_core.agents.load import load_seat
 from srpo_core.algos import algorithm_class
 from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
 from srpo_core.config import Config, build_config
 from srpo_core.envs import make_env
 from srpo_core.errors import UserError
+from srpo_core.live_logs import LiveLog, open_live_logs
 from srpo_core.population.members import check_population
 from srpo_core.population.trainer import Population
 from srpo_core.registry import CheckpointInfo, Registry, RunInfo
-from srpo_core.tensorboard import EventFiles
 from srpo_core.zoo import partner_seats, refuse_held_out
 
 POPULATION_TAG = "population:"
@@ -130,7 +130,7 @@ class Trainable(Protocol):
 def build_trainable(config: Config, registry: Registry) -> tuple[Trainable, dict[str, dict]]:
     """The trainer of ``config`` and the spec of each policy it publishes. Models, data and
     frozen seats are loaded here, so bad input fails before a run row exists."""
-    tensorboard.check_available(config)
+    live_logs.check_available(config)
     if config.env.name == "debate":  # LLM debate has its own trainer, not a BatchedEnv
         from srpo_core.debate.run import build_trainer, policy_specs
 
@@ -266,7 +266,7 @@ def build_population(configs: list[Config], registry: Registry | None = None) ->
     the frozen seats their env config names."""
     config = configs[0]
     check_population(configs)
-    tensorboard.check_available(config)
+    live_logs.check_available(config)
     device = resolve_device(config.run.device)
     torch.set_num_threads(config.run.threads)
     return Population(configs, device, fixed_seats(config, registry, device))
@@ -437,11 +437,8 @@ def _loop(
     checkpoint and report each as its own run."""
     run = configs[0].run
     budget_key = configs[0].algo.budget
-    next_checkpoint = (
-        (counters["env_steps"] // run.checkpoint_every + 1) * run.checkpoint_every
-        if run.checkpoint_every
-        else None
-    )
+    cadence = run.checkpoint_cadence
+    next_checkpoint = (counters["env_steps"] // cadence + 1) * cadence if cadence else None
     pending: list[list[tuple[int, dict[str, float]]]] = [[] for _ in run_ids]
     metrics: list[dict[str, float]] = [{} for _ in run_ids]
     eval_returns: list[float | None] = [None for _ in run_ids]
@@ -449,7 +446,7 @@ def _loop(
 
     for run_id in run_ids:
         registry.acquire_lease(run_id)  # refused while another process trains the run
-    board: EventFiles | None = None
+    logs: list[LiveLog] = []
     last_flush = time.monotonic()
     # Every flush renews the leases, so it happens at least once per heartbeat interval.
     flush_every = min(FLUSH_SECONDS, registry.heartbeat_s)
@@ -463,8 +460,8 @@ def _loop(
             )
         for rows in pending:
             rows.clear()
-        if board:
-            board.flush()
+        for log in logs:
+            log.flush()
         last_flush = time.monotonic()
 
     def save() -> None:
@@ -504,7 +501,7 @@ def _loop(
                 )
 
     try:
-        board = EventFiles(run.tensorboard, run_ids) if run.tensorboard else None
+        logs = open_live_logs(configs, run_ids)
         report(0.0)  # where the runs start (or resume), before their first iteration
         while counters[budget_key] < run.steps:
             if configs[0].ppo.anneal_lr:
@@ -531,13 +528,13 @@ def _loop(
                         eval_returns[k] = row.get("eval/return")
                 for k, (rows, row) in enumerate(zip(pending, metrics, strict=True)):
                     rows.append((counters["env_steps"], row))
-                    if board:
-                        board.write(k, counters["env_steps"], row)
+                    for log in logs:
+                        log.write(k, counters["env_steps"], row)
                 report(sps)
             if finished or (next_checkpoint and counters["env_steps"] >= next_checkpoint):
                 save()
                 while next_checkpoint and next_checkpoint <= counters["env_steps"]:
-                    next_checkpoint += run.checkpoint_every
+                    next_checkpoint += cadence
             elif time.monotonic() - last_flush > flush_every:
                 # Visible progress and a heartbeat; rows after the last checkpoint redo on
                 # resume.
@@ -554,8 +551,8 @@ def _loop(
         end("failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if board:
-            board.close()
+        for log in logs:
+            log.close()
     return [
         TrainResult(
             run_id=run_id,

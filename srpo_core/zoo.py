@@ -362,8 +362,8 @@ def _check_fractions(
     partners. A fraction is *near* a checkpoint when the checkpoint nearest to it (as `pin`
     chooses: nearest to fraction * the last checkpoint step, earlier on ties) is
 
-    - not the final checkpoint, for a fraction below 1 (a run saved with the default
-      ``run.checkpoint_every = 0`` has only its final one), and
+    - not the final checkpoint, for a fraction below 1 (a run saved with
+      ``run.checkpoint_every = 0`` keeps only its final one), and
     - not the checkpoint another requested fraction picks.
 
     A run that breaks either rule is refused with the checkpoints it has."""

@@ -60,7 +60,9 @@ def test_train_then_inspect(cli, registry_url):
     for key in REQUIRED_METRICS:
         assert key in shown["final_metrics"], key
     assert shown["policies"] == [f"{out['run_id']}/agent0", f"{out['run_id']}/agent1"]
-    (ckpt,) = shown["checkpoints"]
+    steps = [c["step"] for c in shown["checkpoints"]]
+    assert len(steps) == 10 and steps[-1] == out["env_steps"]  # by default every tenth
+    ckpt = shown["checkpoints"][-1]
     artifact = Path(registry_url.removeprefix("sqlite:///")).parent / "srpo-artifacts"
     data = (artifact / ckpt["path"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == ckpt["sha256"]

@@ -29,6 +29,8 @@ NOT_SETTING_KEYS = frozenset(
         "run.threads",
         "run.parallel_updates",
         "run.tensorboard",
+        "run.wandb",
+        "run.wandb_mode",
     )
 )
 LEADING_KEYS = ("algo.name", "algo.tau", "algo.eps")
