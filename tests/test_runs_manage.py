@@ -42,7 +42,8 @@ def _files(cli, run_id: str) -> set[Path]:
 
 
 def _train(cli, seed: int) -> str:
-    return cli.json("train", "--env", "matrix", "--steps", "2000", "--seed", str(seed))["run_id"]
+    args = ["--steps", "2000", "--seed", str(seed), "--set", "run.checkpoint_every=0"]
+    return cli.json("train", "--env", "matrix", *args)["run_id"]
 
 
 def _off_terminal(cli, *args: str) -> subprocess.CompletedProcess[str]:

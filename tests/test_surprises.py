@@ -41,7 +41,7 @@ def matrix_run(cli, *sets: str) -> str:
 
 
 def test_at_fractions_without_earlier_checkpoints_are_refused(cli, tmp_path):
-    run_id = matrix_run(cli)  # the default run.checkpoint_every = 0: the final checkpoint only
+    run_id = matrix_run(cli, "run.checkpoint_every=0")  # the final checkpoint only
     before = dump(tmp_path)
     build = ["zoo", "build", "fcp", "--env", "matrix", "--runs", "seed=0"]
     line = error_line(cli(*build, "--at", "0.25,0.5,1", check=False))
@@ -56,6 +56,13 @@ def test_at_fractions_without_earlier_checkpoints_are_refused(cli, tmp_path):
     assert dump(tmp_path) == before  # nothing written
     cli(*build, "--at", "1")  # the final checkpoint is there
     assert [m["step"] for m in cli.json("zoo", "show", "fcp")["members"]] == [4096, 4096]
+
+
+def test_the_default_cadence_gives_early_mid_and_final_partners(cli):
+    matrix_run(cli)  # a checkpoint every tenth of the budget, 1024 env steps an iteration
+    cli("zoo", "build", "fcp", "--env", "matrix", "--runs", "seed=0", "--at", "0.25,0.5,1")
+    steps = [m["step"] for m in cli.json("zoo", "show", "fcp")["members"]]
+    assert steps == [1024, 1024, 2048, 2048, 4096, 4096]  # per fraction both seats
 
 
 def test_at_fractions_pin_distinct_early_checkpoints(cli, tmp_path):
