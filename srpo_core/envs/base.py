@@ -195,6 +195,10 @@ class BatchedEnv(ABC):
         """Apply one action per agent per env (a [num_envs] long tensor for Discrete,
         [num_envs, dim] float for Box)."""
 
+    def close(self) -> None:  # noqa: B027 (optional: most envs run nothing outside)
+        """Stop whatever the env runs outside this process (worker processes); nothing by
+        default."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically after a resume."""
         return {"generator": self.rng_state()}
