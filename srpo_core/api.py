@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from srpo_core.agents.load import load_policy, load_seat
+from srpo_core.agents.load import load_policy, load_seats
 from srpo_core.agents.scripted import CATALOGUE, Scripted
 from srpo_core.algos.base import make_generator, sub_seed
 from srpo_core.config import Config, resolve, with_seed
@@ -64,23 +64,11 @@ def play(
     unknown = set(seats) - set(env.agents)
     if unknown:
         raise UserError(f"no seat {sorted(unknown)[0]!r} in {env_config.name} ({env.agents})")
-    policies = []
-    for index, name in enumerate(env.agents):
-        if name not in seats:
-            raise UserError(f"seat {name} has no policy")
-        ref, _, step = seats[name].partition("@")
-        policies.append(
-            load_seat(
-                registry,
-                ref,
-                env_config=env_config,
-                seat=name,
-                obs_dim=env.obs_dims[index],
-                device=torch_device,
-                step=int(step) if step else None,
-                action_space=env.action_spaces[index],
-            )
-        )
+    refs = {}
+    for name, text in seats.items():
+        ref, _, step = text.partition("@")
+        refs[name] = (ref, int(step) if step else None)
+    policies = load_seats(registry, env, env_config, refs, torch_device)
     generator = make_generator(torch_device, sub_seed(seed, "play/actions"))
     return play_episodes(env, policies, generator).summary(env.agents)
 

@@ -24,14 +24,14 @@ from typing import Any
 
 import torch
 
-from srpo_core.agents.load import load_seat, playable_seats
+from srpo_core.agents.load import load_seats, playable_seats
 from srpo_core.algos.base import make_generator, sub_seed
 from srpo_core.envs import ENVS, make_env
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry, RunInfo, ZooInfo
 from srpo_core.registry.artifacts import sha256_hex
 from srpo_core.registry.models import canonical_json
-from srpo_core.rollout import Seat, play_episodes
+from srpo_core.rollout import play_episodes
 from srpo_core.train import resolve_device
 from srpo_core.zoo import Pinned, check_pinned, config_hash, env_config_from, run_policies
 
@@ -274,25 +274,16 @@ def play_seating(registry: Registry, seating: Seating, setup: Setup) -> dict[str
     )
     frozen = env_config.frozen_seats() if hasattr(env_config, "frozen_seats") else {}
     chosen = {seating.seat: seating.agent, **dict(seating.partners)}
-    seats: list[Seat] = []
-    for index, name in enumerate(env.agents):
-        ref, pinned = (frozen[name], None) if name in frozen else (None, chosen.get(name))
-        if pinned is None and ref is None:
+    refs: dict[str, tuple[str, int | None]] = {}
+    for name in env.agents:
+        if name in frozen:
+            refs[name] = (frozen[name], None)
+        elif name in chosen:
+            check_pinned(registry, chosen[name])
+            refs[name] = (chosen[name].ref, chosen[name].step)
+        else:
             raise UserError(f"seat {name} has no policy in this seating")
-        if pinned is not None:
-            check_pinned(registry, pinned)
-        seats.append(
-            load_seat(
-                registry,
-                pinned.ref if pinned is not None else ref,
-                env_config=env_config,
-                seat=name,
-                obs_dim=env.obs_dims[index],
-                device=device,
-                step=pinned.step if pinned is not None else None,
-                action_space=env.action_spaces[index],
-            )
-        )
+    seats = load_seats(registry, env, env_config, refs, device)
     learning = [i for i, name in enumerate(env.agents) if name not in frozen]
     generator = make_generator(device, sub_seed(setup.seed, "crossplay/actions"))
     episodes = play_episodes(env, seats, generator)

@@ -3,6 +3,7 @@ it anywhere."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -12,7 +13,7 @@ from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.agents.random_policy import UniformPolicy
 from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSeat, RecurrentSpec
 from srpo_core.agents.scripted import CATALOGUE, Scripted
-from srpo_core.envs.base import ActionSpace
+from srpo_core.envs.base import ActionSpace, BatchedEnv
 from srpo_core.errors import UserError
 from srpo_core.registry import CheckpointInfo, PolicyInfo, Registry
 from srpo_core.rollout import Seat
@@ -89,6 +90,33 @@ def playable_seats(info: PolicyInfo, agents: tuple[str, ...]) -> tuple[str, ...]
         return tuple(a for a in agents if a in seats)
     seat = info.spec.get("seat", "*")
     return tuple(a for a in agents if seat == "*" or a.startswith(seat))
+
+
+def load_seats(
+    registry: Registry | None,
+    env: BatchedEnv,
+    env_config: Any,
+    refs: Mapping[str, tuple[str, int | None]],
+    device: torch.device,
+) -> list[Seat]:
+    """Every seat of ``env``, in its order, with the policy ``refs[seat] = (ref, step)``
+    (step None: the latest checkpoint), each checked to fit its seat (`load_seat`)."""
+    for name in env.agents:
+        if name not in refs:
+            raise UserError(f"seat {name} has no policy")
+    return [
+        load_seat(
+            registry,
+            refs[name][0],
+            env_config=env_config,
+            seat=name,
+            obs_dim=env.obs_dims[index],
+            device=device,
+            step=refs[name][1],
+            action_space=env.action_spaces[index],
+        )
+        for index, name in enumerate(env.agents)
+    ]
 
 
 def load_seat(
