@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import torch
 
 from srpo_core.agents.distributions import Categorical
-from srpo_core.algos.base import make_generator
 from srpo_core.config import Config, with_seed
+from srpo_core.devices import resolve_device
 from srpo_core.envs import make_env
 from srpo_core.envs.base import Box, Discrete
-from srpo_core.train import build_algorithm, build_population, resolve_device
+from srpo_core.seeding import make_generator
+from srpo_core.train import build_algorithm, build_population
 
 
 @dataclass(frozen=True)

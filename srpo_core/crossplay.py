@@ -25,14 +25,14 @@ from typing import Any
 import torch
 
 from srpo_core.agents.load import load_seats, playable_seats
-from srpo_core.algos.base import make_generator, sub_seed
+from srpo_core.canonical import canonical_json
+from srpo_core.devices import resolve_device
 from srpo_core.envs import ENVS, make_env
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry, RunInfo, ZooInfo
 from srpo_core.registry.artifacts import sha256_hex
-from srpo_core.registry.models import canonical_json
 from srpo_core.rollout import play_episodes
-from srpo_core.train import resolve_device
+from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.zoo import Pinned, check_pinned, config_hash, env_config_from, run_policies
 
 PROTOCOL = 1

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from srpo_core.canonical import canonical_json
 from srpo_core.config import parse_set, resolve
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry, RunInfo
 from srpo_core.registry.artifacts import sha256_hex
-from srpo_core.registry.models import canonical_json
 
 ABLATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 

@@ -17,14 +17,16 @@ import torch
 from srpo_core import checkpoints, live_logs
 from srpo_core.agents.load import load_seat
 from srpo_core.algos import algorithm_class
-from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
+from srpo_core.algos.base import Algorithm, Iteration, prefixed
 from srpo_core.config import Config, build_config
+from srpo_core.devices import resolve_device
 from srpo_core.envs import make_env
 from srpo_core.errors import UserError
 from srpo_core.live_logs import LiveLog, open_live_logs
 from srpo_core.population.members import check_population
 from srpo_core.population.trainer import Population
 from srpo_core.registry import CheckpointInfo, Registry, RunInfo
+from srpo_core.seeding import sub_seed
 from srpo_core.zoo import partner_seats, refuse_held_out
 
 POPULATION_TAG = "population:"
@@ -53,14 +55,6 @@ class TrainResult:
     env_steps: int
     hero_samples: int
     metrics: dict[str, float]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:

@@ -19,6 +19,7 @@ import torch
 
 from srpo_core import checkpoints
 from srpo_core.agents.load import load_seat, playable_seats, register_builtin
+from srpo_core.canonical import canonical_json
 from srpo_core.config import build_config, resolve
 from srpo_core.errors import UserError
 from srpo_core.query import RunQuery, select_runs
@@ -33,7 +34,6 @@ from srpo_core.registry import (
     ZooMemberInfo,
 )
 from srpo_core.registry.artifacts import sha256_hex
-from srpo_core.registry.models import canonical_json
 from srpo_core.registry.zoo_store import NewZoo, check_zoo_name
 from srpo_core.rollout import Seat
 

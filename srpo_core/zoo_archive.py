@@ -23,6 +23,7 @@ from typing import IO, Any
 from zlib import error as zlib_error
 
 from srpo_core import checkpoints
+from srpo_core.canonical import canonical_json
 from srpo_core.errors import UserError
 from srpo_core.redact import redact
 from srpo_core.registry import (
@@ -32,7 +33,7 @@ from srpo_core.registry import (
     ZooInfo,
 )
 from srpo_core.registry.artifacts import sha256_hex
-from srpo_core.registry.models import Base, Policy, Run, Zoo, canonical_json
+from srpo_core.registry.models import Base, Policy, Run, Zoo
 from srpo_core.registry.zoo_store import NewZoo, ZooImport, check_zoo_name
 from srpo_core.zoo import (
     RUN_FIELDS,

@@ -7,11 +7,11 @@ import torch
 from srpo_core import checkpoints
 from srpo_core.agents.memory_one import PROBES, MemoryOne
 from srpo_core.agents.recurrent import RecurrentSeat
-from srpo_core.algos.base import make_generator
 from srpo_core.config import resolve
 from srpo_core.envs.ipd import IpdEnv, IpdEnvConfig
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner, collect
+from srpo_core.seeding import make_generator
 from srpo_core.train import build_algorithm
 
 SMALL = ["ppo.num_envs=16", "ppo.num_steps=10", "env.rounds=10", "net.recurrent=16"]

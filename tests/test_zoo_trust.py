@@ -21,11 +21,11 @@ import pytest
 import torch
 
 from srpo_core import zoo_archive
+from srpo_core.canonical import canonical_json
 from srpo_core.config import resolve
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.registry.artifacts import sha256_hex
-from srpo_core.registry.models import canonical_json
 from srpo_core.train import train
 from srpo_core.zoo import MemberQuery, build_zoo, freeze_zoo, manifest, manifest_sha256
 from srpo_core.zoo_archive import export_zoo, read_archive

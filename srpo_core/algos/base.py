@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,22 +14,12 @@ from srpo_core.algos.ppo import Learner
 from srpo_core.config import Config
 from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.rollout import Seat, play_episodes
+from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
 
 EnvFactory = Callable[..., BatchedEnv]
 """make_env(num_envs, seed, evaluation=False) -> BatchedEnv (`srpo_core.envs.make_env`)"""
 T = TypeVar("T")
-
-
-def sub_seed(seed: int, name: str) -> int:
-    """A stable seed for one component, so adding a component never shifts the others."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "big") >> 1
-
-
-def make_generator(device: torch.device, seed: int) -> torch.Generator:
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return generator
 
 
 @dataclass

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
+from srpo_core.algos.base import Algorithm, Iteration, prefixed
 from srpo_core.algos.ppo import hero_update
 from srpo_core.rollout import Runner, collect
+from srpo_core.seeding import sub_seed
 
 
 class IPPO(Algorithm):

@@ -22,12 +22,13 @@ import torch
 
 from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
 from srpo_core.agents.networks import ActorCritic
-from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
+from srpo_core.algos.base import Algorithm, Iteration, prefixed
 from srpo_core.algos.ippo import IPPO
 from srpo_core.algos.ppo import Batch, Learner, hero_update
 from srpo_core.algos.srpo import adversary_update, partner_distribution
 from srpo_core.errors import UserError
 from srpo_core.rollout import Runner, collect
+from srpo_core.seeding import sub_seed
 
 SHARED = "shared"
 STEP_KEYS = ("obs", "actions", "utility", "dones", "mask", "acting")

@@ -22,7 +22,7 @@ import torch
 
 from srpo_core.agents.distributions import Distribution
 from srpo_core.agents.networks import ActorCritic
-from srpo_core.algos.base import Algorithm, Iteration, prefixed, sub_seed
+from srpo_core.algos.base import Algorithm, Iteration, prefixed
 from srpo_core.algos.ppo import (
     Batch,
     Learner,
@@ -34,6 +34,7 @@ from srpo_core.algos.ppo import (
 )
 from srpo_core.config import AlgoSection
 from srpo_core.rollout import Runner, collect
+from srpo_core.seeding import sub_seed
 
 
 def adversary_update(

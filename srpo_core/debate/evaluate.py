@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 from srpo_core.agents.load import checkpoint_state
-from srpo_core.algos.base import make_generator
 from srpo_core.debate.data import Problem, generate_problems, load_gsm8k
 from srpo_core.debate.models import LoraSpec, Roster, Seat
 from srpo_core.debate.rollout import play_debate
 from srpo_core.errors import UserError
 from srpo_core.registry import NotFoundError, PolicyInfo, Registry
+from srpo_core.seeding import make_generator
 
 POLICY_KIND = "debate-lora"
 UNTUNED_KIND = "untuned"

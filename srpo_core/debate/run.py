@@ -13,7 +13,7 @@ import torch
 from srpo_core.config import Config
 from srpo_core.debate.evaluate import POLICY_KIND
 from srpo_core.debate.trainer import AGENTS, DebateTrainer
-from srpo_core.train import resolve_device
+from srpo_core.devices import resolve_device
 
 
 def build_trainer(config: Config) -> DebateTrainer:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from srpo_core.algos.base import Iteration, make_generator, sub_seed
+from srpo_core.algos.base import Iteration
 from srpo_core.algos.ppo import clipped_surrogate, explained_variance
 from srpo_core.config import Config
 from srpo_core.debate.data import Problem, generate_problems, load_gsm8k
@@ -48,6 +48,7 @@ from srpo_core.debate.generation import (
 from srpo_core.debate.models import LoraSpec, Roster, Seat
 from srpo_core.debate.rollout import Debate, Turn, play_debate
 from srpo_core.errors import UserError
+from srpo_core.seeding import make_generator, sub_seed
 
 AGENTS = ("agent0", "agent1")
 ADVERSARIES = ("adversary0", "adversary1")

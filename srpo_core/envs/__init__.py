@@ -65,9 +65,7 @@ ENVS: dict[str, EnvFamily] = {
 }
 
 
-def make_env(
-    env_config, num_envs: int, device, seed: int, evaluation: bool = False
-) -> BatchedEnv:
+def make_env(env_config, num_envs: int, device, seed: int, evaluation: bool = False) -> BatchedEnv:
     """The env of ``env_config``; ``evaluation``: the game evaluations play (the family's
     `EnvFamily.evaluated` config)."""
     family = ENVS[env_config.name]

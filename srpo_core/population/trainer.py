@@ -31,7 +31,7 @@ import torch
 
 from srpo_core.agents.distributions import Categorical, Distribution
 from srpo_core.agents.networks import ActorCritic, NetSpec
-from srpo_core.algos.base import Iteration, make_generator, prefixed, sub_seed
+from srpo_core.algos.base import Iteration, prefixed
 from srpo_core.algos.ppo import gae, turn_gae
 from srpo_core.algos.shared import SHARED, pick, split_roles
 from srpo_core.algos.srpo import decision_steps
@@ -46,6 +46,7 @@ from srpo_core.population.optim import MemberAdam
 from srpo_core.population.stacked import StackedNet, StackedSeat, to_members
 from srpo_core.population.terms import Stats
 from srpo_core.rollout import MemberGenerators, Runner, Seat, collect, play_episodes
+from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
 
 

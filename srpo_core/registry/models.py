@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from srpo_core.canonical import canonical_json
+
 
 def utcnow() -> datetime:
     """Timezone-aware now in UTC: every timestamp of the registry is UTC."""
@@ -64,11 +66,6 @@ class JSONText(TypeDecorator[Any]):
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         return None if value is None else json.loads(value)
-
-
-def canonical_json(value: Any) -> str:
-    """One spelling per value, so equal configs get equal hashes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class Base(DeclarativeBase):

@@ -14,11 +14,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from srpo_core.canonical import canonical_json
 from srpo_core.config import flatten_config
 from srpo_core.errors import UserError
 from srpo_core.leaderboard import Leaderboard, build_leaderboard
 from srpo_core.registry import Registry, RunInfo
-from srpo_core.registry.models import canonical_json
 
 NOT_SETTING_KEYS = frozenset(
     (
