@@ -62,11 +62,16 @@ with any password masked)."""
 
 
 def game_config(env_values: dict[str, Any]) -> dict[str, Any]:
-    """An env config without the keys that do not define the game (an env config class's
-    ``NON_GAME_KEYS``: workers and backends, or a debate's models and training settings):
-    two configs with the same game config pose the same problem to any pair of policies."""
+    """The game an env config poses to any pair of policies: the config evaluations play
+    (`EnvFamily.evaluated`: training schedules such as reward shaping run to their end)
+    without the keys that do not define the game (an env config class's ``NON_GAME_KEYS``:
+    workers and backends, or a debate's models and training settings)."""
     from srpo_core.config import env_config_class
+    from srpo_core.envs import ENVS
 
+    evaluated = ENVS[env_values["name"]].evaluated
+    if evaluated is not None:
+        env_values = dataclasses.asdict(evaluated(env_config_from(env_values)))
     skip = getattr(env_config_class(env_values["name"]), "NON_GAME_KEYS", ())
     return {k: v for k, v in env_values.items() if k not in skip}
 

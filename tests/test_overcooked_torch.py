@@ -31,6 +31,7 @@ from srpo_core.envs.overcooked_torch import OvercookedTorchEnv
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.train import train
+from srpo_core.zoo import config_hash
 
 Action = import_overcooked("mdp.actions").Action
 Recipe = import_overcooked("mdp.overcooked_mdp").Recipe
@@ -492,6 +493,34 @@ def test_costs_ramp_up_from_zero_and_evaluations_charge_them_in_full(backend):
     assert constant.evaluated() == constant  # a constant shaping weight is part of the game
     with pytest.raises(UserError, match="env.cost_ramp_steps must be >= 0, got -1"):
         OvercookedEnvConfig(cost_ramp_steps=-1).validate()
+
+
+def test_training_schedules_do_not_change_the_game():
+    """Zoos and cross-play compare runs by the game they are evaluated on: IPPO's and
+    SRPO's presets of a layout (different shaping and cost horizons) pose the same game;
+    another layout, other costs or a constant shaping weight do not."""
+    hashes = {
+        name: config_hash(dataclasses.asdict(resolve(presets=[name]).env))
+        for name in [
+            f"overcooked-{layout}-{algo}"
+            for layout in ("forced-coordination", "counter-circuit")
+            for algo in ("ippo", "srpo")
+        ]
+    }
+    assert (
+        hashes["overcooked-forced-coordination-ippo"]
+        == hashes["overcooked-forced-coordination-srpo"]
+    )
+    assert hashes["overcooked-counter-circuit-ippo"] == hashes["overcooked-counter-circuit-srpo"]
+    assert (
+        hashes["overcooked-forced-coordination-ippo"] != hashes["overcooked-counter-circuit-ippo"]
+    )
+    base = dataclasses.asdict(OvercookedEnvConfig(shaped_anneal_steps=100))
+    assert config_hash(base) == config_hash(
+        base | {"shaped_anneal_steps": 50, "cost_ramp_steps": 9}
+    )
+    assert config_hash(base) != config_hash(base | {"move_cost": 0.1})
+    assert config_hash(base) != config_hash(base | {"shaped_anneal_steps": 0})  # shaping stays
 
 
 def test_training_is_the_same_on_both_backends(registry_url):
