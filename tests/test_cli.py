@@ -241,6 +241,15 @@ def test_gridworld_run_logs_free_riding_metrics(cli):
     ):
         assert key in metrics, key
     assert metrics["eval/length"] == 50.0
+    # the episode means obey the paper's reward and cost rules (srpo-notes, gridworld)
+    m = {k.removeprefix("eval/"): v for k, v in metrics.items() if k.startswith("eval/")}
+    for i in range(2):
+        cost = 0.2 * m[f"agent{i}/moves"] + 2.0 * m[f"agent{i}/bumps"]
+        assert m[f"agent{i}/cost"] == pytest.approx(cost, rel=1e-5)
+    onions = m["agent0/onions"] + m["agent1/onions"]
+    deliveries = m["agent0/deliveries"] + m["agent1/deliveries"]
+    assert m["team_reward"] == pytest.approx(onions + 10.0 * deliveries, rel=1e-5)
+    assert m["free_riding"] == pytest.approx(abs(m["agent0/cost"] - m["agent1/cost"]), abs=1e-5)
 
 
 def test_bench_prints_and_writes_json(cli, tmp_path):

@@ -1,6 +1,7 @@
 """Hanabi: the lean wrapper against HLE's own rl_env, turn-based masks, the scripted
 partner, policy sharing, resume and the CLI."""
 
+import math
 import random
 
 import numpy as np
@@ -267,9 +268,22 @@ def test_shared_seat_plays_hero_or_adversary_per_env_only_where_it_acts():
 def test_shared_srpo_trains_a_hero_and_an_adversary():
     algo = build_algorithm(resolve(flags={"env": {"name": "hanabi"}}, sets=TINY), None)
     assert type(algo).__name__ == "SharedSRPO" and len(algo.learners()) == 2
+    hero, adversary = (learner.net for learner in algo.learners())
+
+    def weights(net):
+        return {k: v.clone() for k, v in net.state_dict().items()}
+
+    hero_before, adversary_before = weights(hero), weights(adversary)
+    assert all(torch.equal(v, hero_before[k]) for k, v in adversary_before.items())  # a copy
     it = algo.iterate()
     assert it.env_steps == it.hero_samples == 100
-    assert {"shared/adversary/kl_partner", "shared/policy_loss"} <= set(it.metrics)
+    # both learned, each its own objective: they moved, and apart
+    for net, before in ((hero, hero_before), (adversary, adversary_before)):
+        assert any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert any(not torch.equal(v, hero.state_dict()[k]) for k, v in weights(adversary).items())
+    # the KL to the partner starts at 0 (a copy) and stays small after a few Adam steps
+    assert 0 < it.metrics["shared/adversary/kl_partner"] < 0.05
+    assert math.isfinite(it.metrics["shared/policy_loss"])
 
 
 def test_shared_srpo_resume_gives_the_uninterrupted_weights():
