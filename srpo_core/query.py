@@ -49,6 +49,11 @@ def parse_query(text: str) -> RunQuery:
             raise UserError(f"unknown query key '{key}' (known: {', '.join(KEYS)})")
         values = tuple(v.strip() for v in value.split("|") if v.strip())
         for v in values:
+            if "=" in v and v.partition("=")[0].strip() in KEYS:
+                raise UserError(
+                    f"query part '{part}': '|' separates values of one key "
+                    f"({key}=A|B), not whole filters"
+                )
             _check_value(key, v)
         filters.append((key, values))
     return RunQuery(text, tuple(filters))

@@ -12,6 +12,7 @@ from scipy.stats import trim_mean
 from srpo_core.agents.load import load_policy
 from srpo_core.config import resolve
 from srpo_core.crossplay import Seating, Setup, env_seats, evaluate, plan_zoo, play_seating
+from srpo_core.errors import UserError
 from srpo_core.leaderboard import bootstrap_iqm, build_leaderboard, iqm, to_csv, to_markdown
 from srpo_core.query import parse_query
 from srpo_core.registry import Registry
@@ -175,3 +176,12 @@ def test_leaderboard_from_hand_made_results(registry_url):
         again = build_leaderboard(reg, reg.get_zoo("z"), episodes=100, seed=0)
         assert to_markdown(again) == to_markdown(board) and to_csv(again) == to_csv(board)
         assert to_csv(board).splitlines()[1].startswith(f"1,{a},srpo,10.0,")
+
+
+def test_a_query_joining_whole_filters_with_a_bar_is_refused():
+    """'tag=a|tag=b' would look for a tag literally named 'tag=b' (and quietly match fewer
+    runs); '|' separates the values of one key."""
+    assert parse_query("tag=a|b,algo=srpo").filters == (("tag", ("a", "b")), ("algo", ("srpo",)))
+    with pytest.raises(UserError, match=r"'\|' separates values of one key \(tag=A\|B\)"):
+        parse_query("tag=ablation:x|tag=ablation:y")
+    assert parse_query("tag=a=b").filters == (("tag", ("a=b",)),)  # not a known key: a value
