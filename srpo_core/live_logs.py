@@ -25,11 +25,17 @@ def check_available(config: Config) -> None:
 
 
 def open_live_logs(configs: list[Config], run_ids: list[str]) -> list[LiveLog]:
-    """The live logs the runs' config asks for (none by default)."""
+    """The live logs the runs' config asks for (none by default); if one cannot open, the
+    others are closed again."""
     run = configs[0].run
     logs: list[LiveLog] = []
-    if run.tensorboard:
-        logs.append(tensorboard.EventFiles(run.tensorboard, run_ids))
-    if run.wandb:
-        logs.append(wandb_log.WandbRuns(configs, run_ids))
+    try:
+        if run.tensorboard:
+            logs.append(tensorboard.EventFiles(run.tensorboard, run_ids))
+        if run.wandb:
+            logs.append(wandb_log.WandbRuns(configs, run_ids))
+    except BaseException:  # one failed: close the ones already open
+        for log in logs:
+            log.close()
+        raise
     return logs

@@ -98,3 +98,20 @@ def test_missing_wandb_is_one_line_and_writes_nothing(registry_url, monkeypatch)
         assert reg.list_runs() == []
     with pytest.raises(UserError, match="run.wandb_mode = 'cloud': must be one of offline, online"):
         resolve(presets=["matrix"], sets=["run.wandb_mode='cloud'"])
+
+
+def test_a_log_that_cannot_open_closes_the_ones_already_open(tmp_path, monkeypatch):
+    from srpo_core import live_logs, tensorboard
+
+    closed = []
+    monkeypatch.setattr(tensorboard.EventFiles, "close", lambda self: closed.append(self))
+
+    def refuse(configs, run_ids):
+        raise UserError("run.wandb: W&B refused the run: no such project")
+
+    monkeypatch.setattr(live_logs.wandb_log, "WandbRuns", refuse)
+    sets = [f"run.tensorboard='{tmp_path / 'tb'}'", "run.wandb='p'"]
+    config = resolve(presets=["matrix"], sets=sets)
+    with pytest.raises(UserError, match="W&B refused"):
+        live_logs.open_live_logs([config], ["abc"])
+    assert len(closed) == 1 and isinstance(closed[0], tensorboard.EventFiles)
