@@ -25,7 +25,8 @@ def _dump(db: Path) -> list[str]:
 @pytest.fixture
 def trained(cli, tmp_path: Path) -> tuple[Path, str]:
     """A registry file holding one finished matrix run with one checkpoint."""
-    run_id = cli.json("train", "--env", "matrix", "--steps", "2000")["run_id"]
+    args = ["--steps", "2000", "--set", "run.checkpoint_every=0"]
+    run_id = cli.json("train", "--env", "matrix", *args)["run_id"]
     return tmp_path / "srpo.db", run_id
 
 
