@@ -472,12 +472,17 @@ def _loop(
 
     def end(status: str, error: str) -> None:
         """Best effort: if the registry itself failed, or another process took a run over
-        (its lease check refuses), the status stays as it is."""
+        (its lease check refuses), the status stays as it is. An interrupt can land inside
+        a registry write and leave its connection unusable or its lock held, so a failed
+        write is tried twice more from fresh connections."""
         for run_id in run_ids:
-            try:
-                registry.set_status(run_id, status, error=error)
-            except UserError:
-                pass
+            for attempt in range(3):
+                try:
+                    registry.set_status(run_id, status, error=error)
+                    break
+                except UserError:
+                    registry.close()  # the pool's connections go; new ones open on demand
+                    time.sleep(0.5 * attempt)
 
     def report(sps: float) -> None:
         if on_progress:
