@@ -477,12 +477,14 @@ def _loop(
         write is tried twice more from fresh connections."""
         for run_id in run_ids:
             for attempt in range(3):
+                if attempt:
+                    registry.close()  # the pool's connections go; new ones open on demand
+                    time.sleep(0.5 * attempt)
                 try:
                     registry.set_status(run_id, status, error=error)
                     break
                 except UserError:
-                    registry.close()  # the pool's connections go; new ones open on demand
-                    time.sleep(0.5 * attempt)
+                    pass
 
     def report(sps: float) -> None:
         if on_progress:

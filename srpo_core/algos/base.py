@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -17,8 +17,14 @@ from srpo_core.rollout import Seat, play_episodes
 from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
 
-EnvFactory = Callable[..., BatchedEnv]
-"""make_env(num_envs, seed, evaluation=False) -> BatchedEnv (`srpo_core.envs.make_env`)"""
+
+class EnvFactory(Protocol):
+    """The run's envs by size and seed; ``evaluation``: the game evaluations play
+    (`srpo_core.envs.make_env`)."""
+
+    def __call__(self, num_envs: int, seed: int, evaluation: bool = False) -> BatchedEnv: ...
+
+
 T = TypeVar("T")
 
 

@@ -244,9 +244,7 @@ class OvercookedTorchEnv(OvercookedEnvBase):
         sparse, shaped = out.sparse.sum(1), out.shaped.sum(1)
         team = sparse + torch.tensor(weight, dtype=torch.float32) * shaped
         bumps = out.counters[:, :, 0]
-        cost = self._action_cost[joint] + self.config.bump_cost * bumps
-        if cost_weight != 1.0:
-            cost = cost_weight * cost
+        cost = cost_weight * (self._action_cost[joint] + self.config.bump_cost * bumps)
         per_agent = torch.cat(
             [self._is_move[joint].float().unsqueeze(2), (joint == INTERACT).float().unsqueeze(2)]
             + [out.counters],
