@@ -27,8 +27,8 @@ def bench(
         str | None,
         typer.Option(
             help="Comma-separated population sizes: training rows of K runs trained together "
-            "beside one run alone (today's one-run-per-process path), at the config's "
-            "ppo.num_envs (--batch is not used), measured in alternation --rounds times.",
+            "(1: a run alone), at the config's ppo.num_envs (--batch is not used), measured "
+            "in alternation --rounds times.",
         ),
     ] = None,
     rounds: Annotated[int, typer.Option(help="Population mode: alternating rounds.")] = 2,
@@ -105,7 +105,7 @@ def _write(report: dict, out: Path | None) -> None:
 
 
 def _bench_population(env, preset, algo, tau, sizes_spec, rounds, seconds, sets, out, json_):
-    """One run alone against populations of each size, alternated ``rounds`` times (this
+    """Populations of each size (1: a run alone), alternated ``rounds`` times (this
     machine's speed drifts); each row keeps its best round."""
     from srpo_core import bench as benchmarks
     from srpo_core import config as cfg
@@ -125,15 +125,11 @@ def _bench_population(env, preset, algo, tau, sizes_spec, rounds, seconds, sets,
         flags={"env": {"name": env}, "algo": {"name": algo, "tau": tau}},
         sets=list(sets or []),
     )
-    check_population([config])
+    check_population([cfg.with_seed(config, seed) for seed in range(max(sizes))])
     best: dict[int, benchmarks.BenchRow] = {}
     for _ in range(rounds):
-        for k in [0, *sizes]:  # 0: one run alone, today's path
-            row = (
-                benchmarks.bench_train(config, seconds)
-                if k == 0
-                else benchmarks.bench_population(config, k, seconds)
-            )
+        for k in sizes:
+            row = benchmarks.bench_population(config, k, seconds)
             if k not in best or row.steps_per_second > best[k].steps_per_second:
                 best[k] = row
     steps = config.run.steps
@@ -146,8 +142,8 @@ def _bench_population(env, preset, algo, tau, sizes_spec, rounds, seconds, sets,
         "rounds": rounds,
         "rows": [],
     }
-    for k in [0, *sizes]:
-        row = best[k].to_dict() | {"population": k or None}
+    for k in sizes:
+        row = best[k].to_dict() | {"population": k}
         row["amortised_run_seconds"] = round(steps / best[k].steps_per_second, 1)
         report["rows"].append(row)
     _write(report, out)
@@ -163,7 +159,7 @@ def _bench_population(env, preset, algo, tau, sizes_spec, rounds, seconds, sets,
         f"x {config.ppo.num_steps} steps, best of {rounds} alternated rounds)",
     )
     for row in report["rows"]:
-        label = "1 alone" if row["population"] is None else f"population of {row['population']}"
+        label = "1 (alone)" if row["population"] == 1 else f"population of {row['population']}"
         table.add_row(
             label,
             f"{row['steps_per_second']:,.0f}",

@@ -15,11 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
-    from srpo_core.train import Progress as TrainProgress
+    from srpo_core.learn import Progress as TrainProgress
 
 
 class TrainingDisplay:
-    """Shows `srpo_core.train.Progress` updates, one bar or line per run (a population
+    """Shows `srpo_core.learn.Progress` updates, one bar or line per run (a population
     trains several); remembers the latest for the end-of-run and interruption messages
     (``last``)."""
 

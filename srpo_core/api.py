@@ -24,10 +24,11 @@ from srpo_core.config import Config, resolve, with_seed
 from srpo_core.devices import resolve_device
 from srpo_core.envs import make_env
 from srpo_core.errors import UserError
+from srpo_core.learn import TrainResult
 from srpo_core.registry import Registry
 from srpo_core.rollout import Seat, play_episodes
 from srpo_core.seeding import make_generator, sub_seed
-from srpo_core.train import TrainResult, resume, train, train_population
+from srpo_core.train import resume, train, train_population
 
 __all__ = [
     "Config",

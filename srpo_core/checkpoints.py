@@ -338,6 +338,16 @@ def load_resume_state(trainable: Any, state: dict, label: str) -> dict[str, int]
     return state["counters"]
 
 
+def load_members_state(population: Any, states: list[dict], label: str) -> None:
+    """Load checked members' checkpoints (`check_resume_state`, each against its slice)
+    into a freshly built population; whatever the load still raises becomes one UserError
+    line. A refused state may leave the population half loaded: build a new one."""
+    try:
+        population.load_state_dict([s["policies"] for s in states], [s["algo"] for s in states])
+    except LOAD_ERRORS as exc:
+        raise UserError(f"{label} does not fit its run: {_one_line(exc)}") from None
+
+
 def _optimizer_difference(optimizer: torch.optim.Optimizer) -> str | None:
     """Per-parameter state (Adam's moments) must have its parameter's shape."""
     params = [p for group in optimizer.param_groups for p in group["params"]]

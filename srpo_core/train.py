@@ -1,66 +1,41 @@
-"""The training loop: budget, metrics, evaluation, checkpoints, resume.
+"""Starting and resuming runs: their trainers (a population, of one for a solo run, or a
+trainer of its own), their registry rows, their checkpoints loaded; the loop itself is
+`learn.learn`.
 
-A checkpoint holds every trained policy's weights plus the algorithm's optimiser, RNG and
+A checkpoint holds every trained policy's weights plus the trainer's optimiser, RNG and
 env state, so a resumed run ends with exactly the weights of an uninterrupted one (CPU).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import torch
 
 from srpo_core import checkpoints, live_logs
 from srpo_core.agents.load import load_seat
-from srpo_core.algos import algorithm_class
-from srpo_core.algos.base import Algorithm, Iteration, prefixed
+from srpo_core.algos.base import Iteration
+from srpo_core.algos.recurrent import RecurrentIPPO
 from srpo_core.config import Config, build_config
 from srpo_core.devices import resolve_device
 from srpo_core.envs import make_env
 from srpo_core.errors import UserError
-from srpo_core.live_logs import LiveLog, open_live_logs
-from srpo_core.population.members import check_population
+from srpo_core.learn import Members, Progress, TrainResult, learn
+from srpo_core.population.members import OWN_TRAINERS, check_population
 from srpo_core.population.trainer import Population
 from srpo_core.registry import CheckpointInfo, Registry, RunInfo
-from srpo_core.seeding import sub_seed
 from srpo_core.zoo import partner_seats, refuse_held_out
 
 POPULATION_TAG = "population:"
 """Every member of a population carries the tag ``population:ID``."""
-FLUSH_SECONDS = 30.0
-"""Metric rows and progress reach the registry at least this often, between checkpoints."""
 
 
-@dataclass(frozen=True)
-class Progress:
-    run_id: str
-    env_steps: int
-    hero_samples: int
-    budget: int
-    """The budget in the unit of ``Config.algo.budget``."""
-    done: int
-    """Progress in that unit."""
-    sps: float
-    eval_return: float | None
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_id: str
-    status: str
-    env_steps: int
-    hero_samples: int
-    metrics: dict[str, float]
-
-
-def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
-    """The algorithm with its env factory; seats the env config freezes (e.g. a Tag
-    runner) are loaded from the registry and play along without learning. Without a
-    registry only scripted policies can be seated (benchmarks)."""
+def build_recurrent(config: Config, registry: Registry | None) -> RecurrentIPPO:
+    """The recurrent learners of ``config`` (``net.recurrent`` > 0) with their env factory
+    and, for ``train.partners=zoo:NAME``, the zoo's members as co-players."""
     device = resolve_device(config.run.device)
     torch.set_num_threads(config.run.threads)
     env_config = config.env
@@ -68,7 +43,6 @@ def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
     def factory(num_envs: int, seed: int, evaluation: bool = False):
         return make_env(env_config, num_envs, device, seed, evaluation)
 
-    fixed = fixed_seats(config, registry, device)
     members = None
     if config.train.partners.startswith("zoo:"):
         if registry is None:
@@ -76,7 +50,7 @@ def build_algorithm(config: Config, registry: Registry | None) -> Algorithm:
         members = partner_seats(
             registry, config.train.partners[4:], env_config, factory(1, 0), device
         )
-    return algorithm_class(config)(config, factory, device, fixed, members)
+    return RecurrentIPPO(config, factory, device, fixed_seats(config, registry, device), members)
 
 
 def fixed_seats(config: Config, registry: Registry | None, device: torch.device) -> dict:
@@ -104,7 +78,8 @@ def fixed_seats(config: Config, registry: Registry | None, device: torch.device)
 
 
 class Trainable(Protocol):
-    """What the run loop drives: an RL `Algorithm`, or the LLM debate trainer."""
+    """What a trainer of its own (the LLM debate's, the recurrent learners') gives the run
+    loop through `Solo`."""
 
     device: torch.device
 
@@ -121,22 +96,25 @@ class Trainable(Protocol):
     def load_state_dict(self, policies: dict[str, dict], state: dict[str, Any]) -> None: ...
 
 
+def has_own_trainer(config: Config) -> bool:
+    """Runs the population trainer does not train: the LLM debate and recurrent policies."""
+    return config.env.name in OWN_TRAINERS or bool(config.net.recurrent)
+
+
 def build_trainable(config: Config, registry: Registry) -> tuple[Trainable, dict[str, dict]]:
-    """The trainer of ``config`` and the spec of each policy it publishes. Models, data and
-    frozen seats are loaded here, so bad input fails before a run row exists."""
+    """The trainer of its own of ``config`` (`has_own_trainer`) and the spec of each policy
+    it publishes. Models, data and frozen seats are loaded here, so bad input fails before
+    a run row exists."""
     live_logs.check_available(config)
     if config.env.name == "debate":  # LLM debate has its own trainer, not a BatchedEnv
         from srpo_core.debate.run import build_trainer, policy_specs
 
         return build_trainer(config), policy_specs(config)
-    algo = build_algorithm(config, registry)
-    learning = [a for i, a in enumerate(algo.agents) if i not in algo.fixed]
-    specs = {}
-    for role, net in algo.policies().items():
-        # The seats it can fill in cross-play: its own, or every learning seat when one
-        # policy is shared across seats (role "shared").
-        seats = [role] if role in algo.agents else learning
-        specs[role] = {"net": net.spec.to_dict(), "env_config": asdict(config.env), "seats": seats}
+    algo = build_recurrent(config, registry)
+    specs = {
+        role: {"net": net.spec.to_dict(), "env_config": asdict(config.env), "seats": [role]}
+        for role, net in algo.policies().items()
+    }
     return algo, specs
 
 
@@ -201,13 +179,19 @@ def train(
     tags: Sequence[str] = (),
     on_progress: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
-    """Start a new run of ``config`` in ``registry`` and train it to its budget."""
-    trainable, specs = build_trainable(config, registry)
-    config.run.device = str(trainable.device)
+    """Start a new run of ``config`` in ``registry`` and train it to its budget: a
+    population of one, unless it has a trainer of its own (`has_own_trainer`)."""
+    members: Members
+    if has_own_trainer(config):
+        trainable, specs = build_trainable(config, registry)
+        members = Solo(trainable, config)
+    else:
+        members = build_population([config], registry)
+        specs = population_specs(members, config)
+    config.run.device = str(members.device)
     run_id = _create_run(registry, config, specs, command, tags)
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
-    members = Solo(trainable, config)
-    return _loop([run_id], [config], members, registry, counters, on_progress)[0]
+    return learn([run_id], [config], members, registry, counters, on_progress)[0]
 
 
 def train_population(
@@ -232,7 +216,7 @@ def train_population(
         own = member_tags[k] if member_tags else ()
         run_ids.append(_create_run(registry, config, specs, command, [*tags, *own]))
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
-    return _loop(run_ids, configs, population, registry, counters, on_progress)
+    return learn(run_ids, configs, population, registry, counters, on_progress)
 
 
 def _create_run(
@@ -310,6 +294,8 @@ def resume(
     if run.status == "finished":
         raise UserError(f"run {run.id} already finished; nothing to resume")
     config = build_config(run.config)
+    if not has_own_trainer(config):
+        return resume_population([run], registry, on_progress=on_progress)[0]
     trainable, _ = build_trainable(config, registry)
     latest = registry.latest_checkpoint(run.id)
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
@@ -321,7 +307,7 @@ def resume(
         counters = checkpoints.load_resume_state(trainable, state, label)
     registry.delete_metrics_after(run.id, latest.step if latest else -1)
     registry.set_status(run.id, "running")
-    return _loop([run.id], [config], Solo(trainable, config), registry, counters, on_progress)[0]
+    return learn([run.id], [config], Solo(trainable, config), registry, counters, on_progress)[0]
 
 
 def common_checkpoints(registry: Registry, runs: list[RunInfo]) -> list[CheckpointInfo]:
@@ -338,10 +324,13 @@ def resume_population(
     *,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> list[TrainResult]:
-    """Continue an interrupted population (`population_runs`) from the latest step at
-    which every member has a checkpoint (from scratch if there is none), bit for bit."""
+    """Continue an interrupted population (`population_runs`; a solo run is a population
+    of one) from the latest step at which every member has a checkpoint (from scratch if
+    there is none), bit for bit. A checkpoint that does not fit is refused (UserError)
+    before anything is stored."""
     if all(run.status == "finished" for run in runs):
-        raise UserError(f"population of run {runs[0].id} already finished; nothing to resume")
+        what = f"population of run {runs[0].id}" if len(runs) > 1 else f"run {runs[0].id}"
+        raise UserError(f"{what} already finished; nothing to resume")
     configs = [build_config(run.config) for run in runs]
     population = build_population(configs, registry)
     latest = common_checkpoints(registry, runs)
@@ -355,30 +344,14 @@ def resume_population(
             label = f"checkpoint of run {run.id} at step {step}"
             checkpoints.check_resume_state(saved, MemberView(policies, state), label)
             states.append(saved)
-        population.load_state_dict([s["policies"] for s in states], [s["algo"] for s in states])
+        label = f"checkpoint of run {runs[0].id} at step {step}"
+        checkpoints.load_members_state(population, states, label)
         counters = states[0]["counters"]
     for run in runs:
         registry.delete_metrics_after(run.id, -1 if step is None else step)
         registry.set_status(run.id, "running")
     run_ids = [run.id for run in runs]
-    return _loop(run_ids, configs, population, registry, counters, on_progress)
-
-
-class Members(Protocol):
-    """What the run loop drives: a population's members side by side (`Solo` makes one
-    run's trainer a population of one)."""
-
-    device: torch.device
-
-    def iterate(self) -> list[Iteration]: ...
-
-    def set_lr_fraction(self, fraction: float) -> None: ...
-
-    def evaluate(self, episodes: int, seeds: list[int], final: bool = False) -> list[dict]: ...
-
-    def policy_states(self) -> list[dict[str, dict[str, torch.Tensor]]]: ...
-
-    def state_dict(self) -> list[dict[str, Any]]: ...
+    return learn(run_ids, configs, population, registry, counters, on_progress)
 
 
 class Solo:
@@ -404,6 +377,9 @@ class Solo:
     def state_dict(self) -> list[dict[str, Any]]:
         return [self.trainable.state_dict()]
 
+    def close(self) -> None:
+        """Its trainer holds no worker processes."""
+
 
 class MemberView:
     """One member's part of a fresh population (its policies and state), as
@@ -417,150 +393,3 @@ class MemberView:
 
     def state_dict(self) -> dict[str, Any]:
         return self.state
-
-
-def _loop(
-    run_ids: list[str],
-    configs: list[Config],
-    members: Members,
-    registry: Registry,
-    counters: dict[str, int],
-    on_progress: Callable[[Progress], None] | None,
-) -> list[TrainResult]:
-    """Train every member to the budget (members share it and every cadence): log, evaluate,
-    checkpoint and report each as its own run."""
-    run = configs[0].run
-    budget_key = configs[0].algo.budget
-    cadence = run.checkpoint_cadence
-    next_checkpoint = (counters["env_steps"] // cadence + 1) * cadence if cadence else None
-    pending: list[list[tuple[int, dict[str, float]]]] = [[] for _ in run_ids]
-    metrics: list[dict[str, float]] = [{} for _ in run_ids]
-    eval_returns: list[float | None] = [None for _ in run_ids]
-    window_start, window_steps = time.perf_counter(), counters["env_steps"]
-
-    for run_id in run_ids:
-        registry.acquire_lease(run_id)  # refused while another process trains the run
-    logs: list[LiveLog] = []
-    last_flush = time.monotonic()
-    # Every flush renews the leases, so it happens at least once per heartbeat interval.
-    flush_every = min(FLUSH_SECONDS, registry.heartbeat_s)
-
-    def flush() -> None:
-        nonlocal last_flush
-        for run_id, rows in zip(run_ids, pending, strict=True):
-            registry.log_metrics(run_id, rows)
-            registry.update_progress(
-                run_id, env_steps=counters["env_steps"], hero_samples=counters["hero_samples"]
-            )
-        for rows in pending:
-            rows.clear()
-        for log in logs:
-            log.flush()
-        last_flush = time.monotonic()
-
-    def save() -> None:
-        payloads = [
-            checkpoints.to_bytes(policies, state, counters)
-            for policies, state in zip(members.policy_states(), members.state_dict(), strict=True)
-        ]
-        # Metric rows first: a stored checkpoint implies its rows are stored too.
-        registry.retrying(flush)
-        for run_id, payload in zip(run_ids, payloads, strict=True):
-            registry.retrying(
-                lambda: registry.save_checkpoint(run_id, counters["env_steps"], payload)  # noqa: B023
-            )
-
-    def end(status: str, error: str) -> None:
-        """Best effort: if the registry itself failed, or another process took a run over
-        (its lease check refuses), the status stays as it is. An interrupt can land inside
-        a registry write and leave its connection unusable or its lock held, so a failed
-        write is tried twice more from fresh connections."""
-        for run_id in run_ids:
-            for attempt in range(3):
-                if attempt:
-                    registry.close()  # the pool's connections go; new ones open on demand
-                    time.sleep(0.5 * attempt)
-                try:
-                    registry.set_status(run_id, status, error=error)
-                    break
-                except UserError:
-                    pass
-
-    def report(sps: float) -> None:
-        if on_progress:
-            for run_id, eval_return in zip(run_ids, eval_returns, strict=True):
-                on_progress(
-                    Progress(
-                        run_id=run_id,
-                        env_steps=counters["env_steps"],
-                        hero_samples=counters["hero_samples"],
-                        budget=run.steps,
-                        done=counters[budget_key],
-                        sps=sps,
-                        eval_return=eval_return,
-                    )
-                )
-
-    try:
-        logs = open_live_logs(configs, run_ids)
-        report(0.0)  # where the runs start (or resume), before their first iteration
-        while counters[budget_key] < run.steps:
-            if configs[0].ppo.anneal_lr:
-                members.set_lr_fraction(1 - counters[budget_key] / run.steps)
-            iterations = members.iterate()
-            counters["env_steps"] += iterations[0].env_steps
-            counters["hero_samples"] += iterations[0].hero_samples
-            counters["iterations"] += 1
-            finished = counters[budget_key] >= run.steps
-            if counters["iterations"] % run.log_every == 0 or finished:
-                now = time.perf_counter()
-                sps = (counters["env_steps"] - window_steps) / max(now - window_start, 1e-9)
-                window_start, window_steps = now, counters["env_steps"]
-                metrics = [dict(it.metrics) for it in iterations]
-                for row in metrics:
-                    row["hero_samples"] = counters["hero_samples"]
-                    row["perf/sps"] = sps
-                if run.eval_episodes:
-                    at = f"eval/{counters['env_steps']}"
-                    seeds = [sub_seed(config.run.seed, at) for config in configs]
-                    scores = members.evaluate(run.eval_episodes, seeds, final=finished)
-                    for k, row in enumerate(metrics):
-                        row |= prefixed("eval/", scores[k])
-                        eval_returns[k] = row.get("eval/return")
-                for k, (rows, row) in enumerate(zip(pending, metrics, strict=True)):
-                    rows.append((counters["env_steps"], row))
-                    for log in logs:
-                        log.write(k, counters["env_steps"], row)
-                report(sps)
-            if finished or (next_checkpoint and counters["env_steps"] >= next_checkpoint):
-                save()
-                while next_checkpoint and next_checkpoint <= counters["env_steps"]:
-                    next_checkpoint += cadence
-            elif time.monotonic() - last_flush > flush_every:
-                # Visible progress and a heartbeat; rows after the last checkpoint redo on
-                # resume.
-                registry.retrying(flush)
-        for run_id in run_ids:
-            registry.retrying(lambda: registry.set_status(run_id, "finished"))  # noqa: B023
-    except KeyboardInterrupt:
-        end("interrupted", "interrupted by the user or a signal")
-        raise
-    except UserError as exc:
-        end("failed", str(exc))
-        raise
-    except Exception as exc:
-        end("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        for log in logs:
-            log.close()
-    return [
-        TrainResult(
-            run_id=run_id,
-            status="finished",
-            env_steps=counters["env_steps"],
-            hero_samples=counters["hero_samples"],
-            metrics=row,
-        )
-        for run_id, row in zip(run_ids, metrics, strict=True)
-    ]

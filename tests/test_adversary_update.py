@@ -11,11 +11,11 @@ from torch import distributions as D
 
 from srpo_core.agents.distributions import Categorical
 from srpo_core.agents.networks import ActorCritic, NetSpec
-from srpo_core.algos.ppo import Learner
-from srpo_core.algos.srpo import adversary_update
 from srpo_core.config import AlgoSection, PPOSection, resolve
 from srpo_core.envs.base import Discrete
-from srpo_core.train import build_algorithm
+from srpo_core.population.members import Coefficients
+from srpo_core.population.updates import Role, adversary_update
+from srpo_core.train import build_population
 
 STATES, ACTIONS, LR = 6, 3, 0.1
 ADAM_EPS = 10.0
@@ -56,12 +56,24 @@ def equation_9(net, batch, hero_advantages, partner_logits, algo: AlgoSection) -
 
 
 def update(net, batch, hero_advantages, partner_logits, algo: AlgoSection):
+    """One eq. (9) update of ``net`` as the adversary of a population of one; ``net``'s
+    weights become the updated ones."""
     ppo = PPOSection(
         lr=LR, adam_eps=ADAM_EPS, epochs=1, minibatches=1, norm_adv=False, max_grad_norm=0.0
     )
-    learner = Learner(net, ppo)
-    partner = Categorical(partner_logits).frozen()
-    adversary_update(learner, batch, hero_advantages, partner, algo, torch.Generator())
+    config = resolve(presets=["gridworld-srpo"])
+    config.ppo, config.algo = ppo, algo
+    coef = Coefficients.of([config], torch.device("cpu"))
+    role = Role.of([net], coef)
+    members = {  # member layout: [1, rows, ...]
+        "obs": batch["obs"].reshape(1, STATES, 4),
+        "actions": batch["actions"].reshape(1, STATES),
+        "logp": batch["logp"].reshape(1, STATES),
+        "advantages": hero_advantages.reshape(1, STATES),
+    }
+    partner = Categorical(partner_logits.unsqueeze(0)).frozen()
+    adversary_update(role, members, partner, config, coef, [torch.Generator()])
+    net.load_state_dict(role.net.member_state(0))
 
 
 @pytest.mark.parametrize("kl_direction", ["adversary-partner", "partner-adversary"])
@@ -88,11 +100,11 @@ def test_the_update_follows_equation_9(kl_direction, adversary_entropy, tau):
 @pytest.mark.parametrize("init", ["partner", "fresh"])
 def test_the_adversary_starts_as_the_partner_or_fresh(init):
     config = resolve(presets=["gridworld-srpo"], sets=[f"algo.adversary_init='{init}'"])
-    algo = build_algorithm(config, None)
-    for hero, adversaries in algo.adversaries.items():
-        for partner, learner in adversaries.items():
-            partner_weights = algo.heroes[partner].net.state_dict()
-            own = learner.net.state_dict()
+    population = build_population([config])
+    for hero, adversaries in population.adversaries.items():
+        for partner, role in adversaries.items():
+            partner_weights = population.heroes[partner].net.member_state(0)
+            own = role.net.member_state(0)
             assert own.keys() <= partner_weights.keys()
             same = all(torch.equal(own[k], partner_weights[k]) for k in own)
             assert same == (init == "partner"), (hero, partner)

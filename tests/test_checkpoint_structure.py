@@ -159,9 +159,8 @@ ALGO_CASES = {
         "does not fit its run: algo.runners[0].obs[1]: shape (64, 0), expected (64, 1)",
     ),
     "optimiser moment shape": (
-        _set(("algo", "optimizers", "agent0", "state", 2, "exp_avg"), lambda _: torch.zeros(5)),
-        "does not fit its run: the optimiser heroes[0].optimizer: parameter 2: 'exp_avg' has "
-        "shape (5,), expected (2, 16)",
+        _set(("algo", "optimizers", "agent0", "exp_avg", 2), lambda _: torch.zeros(5)),
+        "does not fit its run: algo.optimizers.agent0.exp_avg[2]: shape (5,), expected (16, 2)",
     ),
     "RNG state": (
         _set(("algo", "generator"), lambda t: t[:100]),

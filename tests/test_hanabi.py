@@ -13,13 +13,16 @@ from srpo_core import checkpoints
 from srpo_core.agents.distributions import Categorical
 from srpo_core.agents.load import load_seat
 from srpo_core.agents.networks import ActorCritic, NetSpec
-from srpo_core.algos.shared import SharedSeat, split_roles
 from srpo_core.config import resolve
 from srpo_core.envs.hanabi import HanabiEnv, HanabiEnvConfig
 from srpo_core.errors import UserError
+from srpo_core.population.layout import split_roles
+from srpo_core.population.stacked import StackedNet, StackedSeat
+from srpo_core.population.trainer import HeroOrAdversary
+from srpo_core.population.updates import Role
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner, collect, play_episodes
-from srpo_core.train import build_algorithm, train
+from srpo_core.train import build_population, train
 
 CPU = torch.device("cpu")
 TINY = ["ppo.num_envs=4", "ppo.num_steps=25", "ppo.epochs=2", "net.hidden=[16]"]
@@ -240,47 +243,41 @@ def test_shared_srpo_splits_each_env_into_one_hero_seat_and_adversaries():
     assert torch.equal(adversary["acting"], adversary["obs"][..., 0] % 2 == 0)
 
 
-def test_shared_seat_plays_hero_or_adversary_per_env_only_where_it_acts():
+def test_a_shared_seat_plays_hero_or_adversary_per_env():
     env = HanabiEnv(HanabiEnvConfig(players=2), 2, CPU, seed=0)
     runner = Runner(env)  # player 0 starts both games
-    nets = []
+    roles = []
     for seed in (0, 1):
         net = ActorCritic(NetSpec(env.obs_dims[0], env.action_spaces[0], (8,), "tanh", False, True))
         net.reset_parameters(torch.Generator().manual_seed(seed))
         net.actor_head.weight.data.normal_(generator=torch.Generator().manual_seed(seed))
-        nets.append(net)
-    hero, adversary = nets
+        roles.append(Role(StackedNet([net]), None))
+    hero, adversary = (role.net for role in roles)
     is_hero = torch.tensor([True, False])
-    mover = SharedSeat(runner, 0, hero, adversary, is_hero).distribution(
-        runner.obs[0], runner.mask(0)
-    )
-    expected_hero = hero.distribution(runner.obs[0], runner.mask(0)).probs
-    expected_adversary = adversary.distribution(runner.obs[0], runner.mask(0)).probs
-    assert torch.allclose(mover.probs[0], expected_hero[0])
-    assert torch.allclose(mover.probs[1], expected_adversary[1])
+    mover = HeroOrAdversary(*roles, is_hero).distribution(runner.obs[0], runner.mask(0))
+    expected_hero = StackedSeat(hero).distribution(runner.obs[0], runner.mask(0)).probs
+    expected_adversary = StackedSeat(adversary).distribution(runner.obs[0], runner.mask(0)).probs
+    assert torch.equal(mover.probs[0], expected_hero[0])
+    assert torch.equal(mover.probs[1], expected_adversary[1])
     assert not torch.allclose(expected_hero[1], expected_adversary[1])
-    waiting = SharedSeat(runner, 1, hero, adversary, is_hero).distribution(
-        runner.obs[1], runner.mask(1)
-    )
-    assert torch.allclose(waiting.probs, torch.full_like(waiting.probs, 1 / env.layout.num_moves))
 
 
 def test_shared_srpo_trains_a_hero_and_an_adversary():
-    algo = build_algorithm(resolve(flags={"env": {"name": "hanabi"}}, sets=TINY), None)
-    assert type(algo).__name__ == "SharedSRPO" and len(algo.learners()) == 2
-    hero, adversary = (learner.net for learner in algo.learners())
+    population = build_population([resolve(flags={"env": {"name": "hanabi"}}, sets=TINY)])
+    assert population.adversary is not None and len(population.learners()) == 2
+    hero, adversary = (role.net for role in population.learners())
 
     def weights(net):
-        return {k: v.clone() for k, v in net.state_dict().items()}
+        return net.member_state(0)
 
     hero_before, adversary_before = weights(hero), weights(adversary)
     assert all(torch.equal(v, hero_before[k]) for k, v in adversary_before.items())  # a copy
-    it = algo.iterate()
+    (it,) = population.iterate()
     assert it.env_steps == it.hero_samples == 100
     # both learned, each its own objective: they moved, and apart
     for net, before in ((hero, hero_before), (adversary, adversary_before)):
-        assert any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())
-    assert any(not torch.equal(v, hero.state_dict()[k]) for k, v in weights(adversary).items())
+        assert any(not torch.equal(v, before[k]) for k, v in weights(net).items())
+    assert any(not torch.equal(v, weights(hero)[k]) for k, v in weights(adversary).items())
     # the KL to the partner starts at 0 (a copy) and stays small after a few Adam steps
     assert 0 < it.metrics["shared/adversary/kl_partner"] < 0.05
     assert math.isfinite(it.metrics["shared/policy_loss"])
@@ -289,21 +286,21 @@ def test_shared_srpo_trains_a_hero_and_an_adversary():
 def test_shared_srpo_resume_gives_the_uninterrupted_weights():
     config = resolve(flags={"env": {"name": "hanabi"}}, sets=TINY)
 
-    def weights(algo):
+    def weights(population):
         return torch.cat(
-            [p.flatten() for learner in algo.learners() for p in learner.net.parameters()]
+            [p.flatten() for role in population.learners() for p in role.net.parameters()]
         )
 
-    straight = build_algorithm(config, None)
+    straight = build_population([config])
     for _ in range(4):
         straight.iterate()
-    first = build_algorithm(config, None)
+    first = build_population([config])
     for _ in range(2):
         first.iterate()
-    policies = {k: v.state_dict() for k, v in first.policies().items()}
-    saved = checkpoints.from_bytes(checkpoints.to_bytes(policies, first.state_dict(), {}))
-    resumed = build_algorithm(config, None)
-    resumed.load_state_dict(saved["policies"], saved["algo"])
+    (policies,), (state,) = first.policy_states(), first.state_dict()
+    saved = checkpoints.from_bytes(checkpoints.to_bytes(policies, state, {}))
+    resumed = build_population([config])
+    resumed.load_state_dict([saved["policies"]], [saved["algo"]])
     for _ in range(2):
         resumed.iterate()
     assert torch.equal(weights(resumed), weights(straight))
@@ -315,7 +312,7 @@ def test_share_policy_needs_identical_seats():
         sets=["algo.share_policy=true", "env.role='runner'", "ppo.num_envs=2"],
     )
     with pytest.raises(UserError, match="same observation size"):
-        build_algorithm(config, None)
+        build_population([config])
 
 
 def test_bad_game_settings_are_refused():

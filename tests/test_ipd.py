@@ -10,7 +10,6 @@ from srpo_core.agents.distributions import Categorical
 from srpo_core.agents.ipd_partners import PartnerPool
 from srpo_core.agents.load import load_policy, load_seat
 from srpo_core.agents.memory_one import MemoryOne, RandomMemoryOne, memory_one_distribution
-from srpo_core.algos import algorithm_class
 from srpo_core.algos.recurrent import Memory, play
 from srpo_core.config import resolve
 from srpo_core.envs.ipd import IpdEnv, IpdEnvConfig
@@ -18,7 +17,7 @@ from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner
 from srpo_core.seeding import make_generator
-from srpo_core.train import build_algorithm
+from srpo_core.train import build_recurrent, has_own_trainer
 
 C, D = 0, 1
 
@@ -82,7 +81,7 @@ def test_pool_tabular_agents_play_their_drawn_probabilities():
     """In a rollout against the mixed pool, a tabular agent's cooperation at each state
     matches the mean of the probabilities drawn for it there, within 5 standard errors."""
     config = small("ppo.num_envs=512", "ppo.num_steps=20")
-    algo = build_algorithm(config, None)
+    algo = build_recurrent(config, None)
     seqs = play(algo.runner, algo.nets(), algo.pool, algo.memory, 20, algo.generator, False)
     kinds = torch.bincount(algo.pool.kind, minlength=3).float() / 512
     assert all(abs(k - 1 / 3) < 5 * math.sqrt(2 / 9 / 512) for k in kinds.tolist())
@@ -147,7 +146,7 @@ def test_recomputed_log_probs_equal_the_rollouts(identity):
     """Sequences span episode boundaries (10-round episodes, 25-step rollouts) and start
     from a carried hidden state (second rollout); the unroll replays them bit for bit."""
     config = small("ppo.num_steps=25", f"env.identity={str(identity).lower()}")
-    algo = build_algorithm(config, None)
+    algo = build_recurrent(config, None)
     for _ in range(2):
         seqs = play(algo.runner, algo.nets(), algo.pool, algo.memory, 25, algo.generator, identity)
     assert seqs[0].starts[0].sum() == 0 and seqs[0].starts[5].all()  # mid-episode start
@@ -171,7 +170,7 @@ def test_recomputed_log_probs_equal_the_rollouts(identity):
 def test_memory_resets_at_episode_starts():
     """The first step of an episode acts the same whatever came before it."""
     config = small()
-    algo = build_algorithm(config, None)
+    algo = build_recurrent(config, None)
     net = algo.nets()[0]
     obs = algo.runner.obs[0][:1]
     fresh = Memory.fresh([net], 1, torch.device("cpu"))
@@ -194,8 +193,8 @@ def test_config_errors():
         resolve(flags={"env": {"name": "matrix"}}, sets=["train.partners=mixed"])
     with pytest.raises(UserError, match="needs --env ipd and a recurrent"):
         small("net.recurrent=0")
-    assert algorithm_class(small()).__name__ == "RecurrentIPPO"
-    assert algorithm_class(resolve(flags={"env": {"name": "matrix"}})).__name__ == "IPPO"
+    assert has_own_trainer(small())
+    assert not has_own_trainer(resolve(flags={"env": {"name": "matrix"}}))
 
 
 def test_cli_train_is_reproducible(cli, registry_url):
@@ -213,7 +212,7 @@ def test_cli_train_is_reproducible(cli, registry_url):
     assert {"eval/tit-for-tat/cooperation", "train/vs_tabular/reward"} <= set(metrics[0])
     with Registry(registry_url) as reg:  # the trained weights come back from the registry
         loaded = load_policy(reg, f"{runs[0]['run_id']}/agent0")
-        algo = build_algorithm(resolve(presets=["ipd-mixed"], sets=[*sets, "run.seed=3"]), None)
+        algo = build_recurrent(resolve(presets=["ipd-mixed"], sets=[*sets, "run.seed=3"]), None)
         for _ in range(2):
             algo.iterate()
         trained = algo.nets()[0].state_dict()

@@ -12,7 +12,7 @@ from srpo_core.envs.ipd import IpdEnv, IpdEnvConfig
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner, collect
 from srpo_core.seeding import make_generator
-from srpo_core.train import build_algorithm
+from srpo_core.train import build_recurrent
 
 SMALL = ["ppo.num_envs=16", "ppo.num_steps=10", "env.rounds=10", "net.recurrent=16"]
 SMALL += ["net.embed=8", "run.eval_episodes=4", "run.log_every=1"]
@@ -37,7 +37,7 @@ def test_recurrent_seat_acts_as_the_training_unroll():
     """25 steps of 10-round episodes: the seat's step-by-step logits equal the network's
     unroll over the recorded sequence, and every episode's first step acts as from a fresh
     memory."""
-    algo = build_algorithm(resolve(presets=["ipd-mixed"], sets=SMALL), None)
+    algo = build_recurrent(resolve(presets=["ipd-mixed"], sets=SMALL), None)
     net = algo.nets()[0]
     seat = Recording(net)
     env = IpdEnv(IpdEnvConfig(rounds=10), num_envs=6, device="cpu", seed=0)
@@ -113,7 +113,7 @@ def test_zoo_partner_memory_survives_a_checkpoint(cli, registry_url):
         sets=[*SMALL, "ppo.num_steps=25", "train.partners=zoo:learners"],
     )
     with Registry(registry_url) as reg:
-        algo = build_algorithm(config, reg)
+        algo = build_recurrent(config, reg)
         algo.iterate()
         saved = checkpoints.from_bytes(
             checkpoints.to_bytes(
@@ -121,7 +121,7 @@ def test_zoo_partner_memory_survives_a_checkpoint(cli, registry_url):
             )
         )
         expected = algo.iterate().metrics
-        restored = build_algorithm(config, reg)
+        restored = build_recurrent(config, reg)
         restored.load_state_dict(saved["policies"], saved["algo"])
         assert restored.iterate().metrics == expected
 

@@ -32,7 +32,7 @@ from srpo_core.envs.overcooked_compat import import_overcooked
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner, collect, play_episodes
-from srpo_core.train import build_algorithm, resume, train
+from srpo_core.train import build_population, resume, train
 
 mdp_mod = import_overcooked("mdp.overcooked_mdp")
 env_mod = import_overcooked("mdp.overcooked_env")
@@ -397,12 +397,15 @@ def test_a_learner_trains_with_a_frozen_scripted_partner(backend):
             "run.eval_episodes=0",
         ],
     )
-    algo = build_algorithm(config, registry=None)
-    assert set(algo.heroes) == {0} and set(algo.fixed) == {1}
-    batches, episodes = collect(algo.runner, algo.seats(), 64, algo.generator, frozen=algo.fixed)
+    population = build_population([config])
+    assert set(population.heroes) == {0} and set(population.fixed) == {1}
+    runner, seats = population.runners[0], population.seats()
+    _, episodes = collect(runner, seats, 64, population.generator, frozen=range(2))
     assert episodes.count == 2  # one 40-step episode per env
     assert episodes.info["agent1/moves"].sum() > 0  # the greedy partner gets going
-    algo.iterate()
+    (iteration,) = population.iterate()
+    assert iteration.env_steps == 128
+    population.close()
 
 
 def test_bad_config_is_a_user_error():

@@ -8,17 +8,13 @@ from torch import distributions as D
 
 from srpo_core.agents.distributions import Categorical, DiagGaussian
 from srpo_core.agents.networks import ActorCritic, NetSpec
-from srpo_core.algos.ppo import (
-    Learner,
-    clipped_surrogate,
-    explained_variance,
-    gae,
-    hero_update,
-    turn_gae,
-    value_loss,
-)
-from srpo_core.config import PPOSection
+from srpo_core.algos.ppo import Learner, clipped_surrogate, explained_variance, gae, turn_gae
+from srpo_core.config import PPOSection, resolve
 from srpo_core.envs.base import Discrete
+from srpo_core.population.members import Coefficients
+from srpo_core.population.stacked import to_members
+from srpo_core.population.terms import value_loss
+from srpo_core.population.updates import Role, hero_update
 
 
 def test_gae_matches_hand_computation_with_episode_end():
@@ -51,10 +47,16 @@ def test_clipped_surrogate_hand_computed():
 
 
 def test_value_loss_and_explained_variance():
-    v, old, ret = torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 2.0])
-    assert float(value_loss(v, old, ret, 0.5, clip_vloss=False)) == pytest.approx(0.5)
+    # one member's rows [1, 2]; the population's batched loss (`population.terms`)
+    v, old, ret = torch.tensor([[1.0, 3.0]]), torch.zeros(1, 2), torch.tensor([[2.0, 2.0]])
+    clip = torch.tensor([[0.5]])
+
+    def loss(clip_vloss: bool) -> float:
+        return float(value_loss(v, old, ret, clip, PPOSection(clip_vloss=clip_vloss), None))
+
+    assert loss(clip_vloss=False) == pytest.approx(0.5)
     # clipped values are 0.5 and 0.5 -> squared errors 2.25 each dominate; 0.5 * 2.25
-    assert float(value_loss(v, old, ret, 0.5, clip_vloss=True)) == pytest.approx(1.125)
+    assert loss(clip_vloss=True) == pytest.approx(1.125)
     returns = torch.tensor([1.0, 2.0, 3.0])
     assert explained_variance(returns, returns) == 1.0
 
@@ -163,11 +165,26 @@ def _turn_batch(seed: int) -> dict:
 
 
 def _update(batch: dict, **ppo) -> torch.Tensor:
+    """One eq. (8) update (`population.updates.hero_update`, a population of one) of a
+    turn-based seat's batch; the updated weights, flat."""
     net = ActorCritic(NetSpec(3, Discrete(5), (8,), "tanh", False, critic=True))
     net.reset_parameters(torch.Generator().manual_seed(0))
-    learner = Learner(net, PPOSection(epochs=2, minibatches=2, num_envs=4, num_steps=6, **ppo))
-    hero_update(learner, batch, 0.01, torch.Generator().manual_seed(1))
-    return torch.cat([p.detach().flatten() for p in net.parameters()])
+    config = resolve(presets=["gridworld-ippo"])
+    config.ppo = PPOSection(epochs=2, minibatches=2, num_envs=4, num_steps=6, **ppo)
+    coef = Coefficients.of([config], torch.device("cpu"))
+    role = Role.of([net], coef)
+    args = (batch["utility"], batch["values"], batch["dones"], batch["last_value"])
+    advantages, returns = turn_gae(*args, config.ppo.gamma, config.ppo.gae_lambda, batch["acting"])
+    steps = {
+        **{k: batch[k] for k in ("obs", "actions", "logp", "values", "mask", "acting")},
+        "critic": batch["acting"],
+        "advantages": advantages,
+        "returns": returns,
+    }
+    rows = {k: to_members(v if v.dim() > 2 else v.unsqueeze(-1), 1) for k, v in steps.items()}
+    rows = {k: v if steps[k].dim() > 2 else v.squeeze(-1) for k, v in rows.items()}
+    hero_update(role, rows, config, coef, [torch.Generator().manual_seed(1)])
+    return torch.cat([p.detach().flatten() for p in role.net.member_state(0).values()])
 
 
 def test_other_players_steps_are_masked_out_of_the_losses():
@@ -192,8 +209,17 @@ def test_other_players_steps_are_masked_out_of_the_losses():
 
 
 def test_separate_critic_learning_rate():
+    """The recurrent learners' `Learner`, and a population's roles: the critic's
+    parameters at ppo.critic_lr, the actor's at ppo.lr."""
     net = ActorCritic(NetSpec(3, Discrete(2), (4,), "tanh", False, critic=True))
     groups = Learner(net, PPOSection(lr=7e-4, critic_lr=1e-3)).optimizer.param_groups
     assert [g["lr"] for g in groups] == [7e-4, 1e-3]
     critic = {id(p) for m in (net.critic_body, net.critic_head) for p in m.parameters()}
     assert {id(p) for p in groups[1]["params"]} == critic
+    config = resolve(presets=["gridworld-ippo"], sets=["ppo.lr=7e-4", "ppo.critic_lr=1e-3"])
+    role = Role.of([net], Coefficients.of([config], torch.device("cpu")))
+    named = zip(role.net.names, role.optimizer.lr, strict=True)
+    rates = {name: float(lr.flatten()[0]) for name, lr in named}
+    assert rates == {
+        name: pytest.approx(1e-3 if name.startswith("critic_") else 7e-4) for name in rates
+    }

@@ -17,7 +17,7 @@ from srpo_core.config import resolve
 from srpo_core.errors import UserError
 from srpo_core.query import parse_query, select_runs
 from srpo_core.registry import Registry
-from srpo_core.train import build_algorithm, train
+from srpo_core.train import build_population, train
 from srpo_core.zoo import MemberQuery, build_zoo, freeze_zoo, manifest, manifest_sha256
 from srpo_core.zoo_archive import export_zoo, import_zoo, read_archive
 
@@ -221,7 +221,7 @@ def test_held_out_policies_cannot_be_training_partners(registry_url):
         sets=[*tiny, "env.runner='scripted:tag/flee-slow'"],
     )
     with Registry(registry_url) as reg:
-        build_algorithm(config, reg)  # fine while no held-out zoo holds it
+        build_population([config], reg)  # fine while no held-out zoo holds it
         build_zoo(
             reg,
             "runners",

@@ -1,14 +1,10 @@
-"""The PPO core: GAE, the clipped surrogate, the value loss and the minibatch loop.
+"""The PPO core of one network: GAE (also for turn-based seats), the clipped surrogate
+and a learner's minibatch loop, which the recurrent learners and the LLM debate use (the
+feed-forward runs train in `srpo_core.population`, whose batched terms follow these).
 
-Shared by IPPO agents, SRPO heroes and SRPO adversaries; what differs between them is only
-the loss handed to `Learner.optimise`.
-
-Turn-based envs (batches with ``acting``): a seat's policy loss and entropy use only the
-steps where it acted (its other actions were ignored by the env), i.e. every such sample
-has weight 1 and every other weight 0. Credit assignment: every player receives the shared
-reward at every step, and a seat's critic bootstraps only at its decision steps
-(`turn_gae`), so the rewards of the other players' turns accumulate into the return of
-the seat's latest decision before them.
+Turn-based envs: every player receives the shared reward at every step, and a seat's
+critic bootstraps only at its decision steps (`turn_gae`), so the rewards of the other
+players' turns accumulate into the return of the seat's latest decision before them.
 """
 
 from __future__ import annotations
@@ -99,27 +95,9 @@ def clipped_surrogate(
     return loss, stats
 
 
-def value_loss(
-    values: torch.Tensor,
-    old_values: torch.Tensor,
-    returns: torch.Tensor,
-    clip: float,
-    clip_vloss: bool,
-) -> torch.Tensor:
-    loss = (values - returns) ** 2
-    if clip_vloss:
-        clipped = old_values + (values - old_values).clamp(-clip, clip)
-        loss = torch.max(loss, (clipped - returns) ** 2)
-    return 0.5 * loss.mean()
-
-
 def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
     var = returns.var()
     return float("nan") if var == 0 else float(1 - (returns - values).var() / var)
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    return (x - x.mean()) / (x.std() + 1e-8) if x.numel() > 1 else x
 
 
 class Learner:
@@ -178,78 +156,3 @@ class Learner:
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
-
-
-def hero_update(
-    learner: Learner,
-    batch: Batch,
-    ent_coef: float,
-    generator: torch.Generator,
-    bootstrap: torch.Tensor | None = None,
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Eq. (8): maximise L_CLIP + eps * entropy, plus the critic's regression.
-
-    In turn-based batches the critic bootstraps and learns at the ``bootstrap`` steps
-    (default: where the seat acted; SRPO adds its adversaries' turns, whose advantages the
-    adversaries need) and the policy terms use the acting steps only.
-    Returns the metrics and the [T, B] advantages, which SRPO's adversary reuses negated.
-    """
-    ppo, net = learner.ppo, learner.net
-    acting = batch.get("acting")
-    args = (batch["utility"], batch["values"], batch["dones"], batch["last_value"])
-    if acting is None:
-        advantages, returns = gae(*args, ppo.gamma, ppo.gae_lambda)
-    else:
-        bootstrap = acting if bootstrap is None else bootstrap
-        advantages, returns = turn_gae(*args, ppo.gamma, ppo.gae_lambda, bootstrap)
-    flat = flatten(batch)
-    flat_adv, flat_ret = advantages.reshape(-1), returns.reshape(-1)
-    if acting is not None:  # keep the critic's steps; `decides` marks the policy's among them
-        rows = bootstrap.reshape(-1)
-        flat = {k: v[rows] for k, v in flat.items()}
-        flat_adv, flat_ret = flat_adv[rows], flat_ret[rows]
-    mask, decides = flat.get("mask"), flat.get("acting")
-
-    def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        obs = flat["obs"][idx]
-        if decides is None:
-            pol, pol_obs = idx, obs
-        else:
-            pol = decides.nonzero().squeeze(1) if isinstance(idx, slice) else idx[decides[idx]]
-            pol_obs = flat["obs"][pol]
-            if pol.numel() == 0:  # a minibatch without any of the seat's own decisions
-                v_loss = value_loss(
-                    net.value(obs), flat["values"][idx], flat_ret[idx], ppo.clip, ppo.clip_vloss
-                )
-                return ppo.vf_coef * v_loss, {"value_loss": v_loss.detach()}
-        dist = net.distribution(pol_obs, None if mask is None else mask[pol])
-        adv = normalise(flat_adv[pol]) if ppo.norm_adv else flat_adv[pol]
-        logp = dist.log_prob(flat["actions"][pol])
-        pg_loss, stats = clipped_surrogate(logp, flat["logp"][pol], adv, ppo.clip)
-        v_loss = value_loss(
-            net.value(obs), flat["values"][idx], flat_ret[idx], ppo.clip, ppo.clip_vloss
-        )
-        entropy = dist.entropy().mean()
-        loss = pg_loss + ppo.vf_coef * v_loss - ent_coef * entropy
-        stats |= {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy}
-        return loss, {k: v.detach() for k, v in stats.items()}
-
-    metrics = learner.optimise(flat_adv.numel(), loss_fn, generator)
-    metrics["explained_variance"] = explained_variance(flat["values"], flat_ret)
-    return metrics, advantages
-
-
-def own_decisions(flat: Batch) -> Batch:
-    """The rows of a flattened batch where the seat acted (all of them without ``acting``)."""
-    if "acting" not in flat:
-        return flat
-    rows = flat["acting"]
-    return {k: v[rows] for k, v in flat.items()}
-
-
-def flatten(batch: Batch) -> Batch:
-    """[T, B, ...] rollout tensors -> [T * B, ...]; per-rollout summaries are dropped."""
-    return {k: v.reshape(-1, *v.shape[2:]) for k, v in batch.items() if k not in PER_ROLLOUT}
-
-
-PER_ROLLOUT = ("last_value", "probs")

@@ -1,6 +1,6 @@
 """Independent recurrent learners (A2C, or PPO) against a pool of co-players.
 
-Why a module of its own: the feed-forward core (`rollout.collect`, `ppo.hero_update`)
+Why a module of its own: the feed-forward trainer (`rollout.collect`, `population.updates`)
 recomputes log-probs from single observations and shuffles single steps. A recurrent
 policy needs its memory carried from step to step, zeroed at episode starts, and updates
 over whole sequences. This module keeps its own rollout of sequences (the hidden state

@@ -372,7 +372,7 @@ class DebateTrainer:
         if ppo.norm_adv:
             masks = [t.gen.response_mask for t in sample.turns]
             flat = torch.cat([a[m.bool()] for a, m in zip(advantages, masks, strict=True)])
-            mean, std = flat.mean(), flat.std() + 1e-8  # as ppo.normalise, over valid tokens
+            mean, std = flat.mean(), flat.std() + 1e-8  # advantage normalisation, over valid tokens
             advantages = [(a - mean) / std * m for a, m in zip(advantages, masks, strict=True)]
         stats: dict[str, list[float]] = defaultdict(list)
         batch = env.batch_size

@@ -15,6 +15,8 @@ from srpo_core.population.stacked import to_members
 Batch = dict[str, torch.Tensor]
 """Rollout tensors by name: per seat [T, K * n, ...] (env layout), per learner [K, T * n,
 ...] (member layout)."""
+STEP_KEYS = ("obs", "actions", "utility", "dones", "mask", "acting")
+"""What `rollout.collect` records per seat and step (mask/acting where the env has them)."""
 
 
 def member_rows(x: torch.Tensor, members: int) -> torch.Tensor:
@@ -65,3 +67,32 @@ def take_dist(dist: Distribution, idx: torch.Tensor | slice) -> Distribution:
     if isinstance(dist, Categorical):
         return Categorical(take_rows(dist.raw, idx))
     return DiagGaussian(take_rows(dist.mean, idx), take_rows(dist.log_std, idx))
+
+
+def decision_steps(batches: list[Batch]) -> torch.Tensor | None:
+    """Turn-based: the [T, B] steps where one of these seats (a hero and its adversaries)
+    acted; None in simultaneous-move envs."""
+    if "acting" not in batches[0]:
+        return None
+    return torch.stack([batch["acting"] for batch in batches]).any(0)
+
+
+def split_roles(batches: list[Batch], hero_seat: torch.Tensor) -> tuple[Batch, Batch, torch.Tensor]:
+    """Per-seat [T, B] records -> the hero's batch [T, B] (env b's column from seat
+    ``hero_seat[b]``, an index into ``batches``), the adversary's [T, B * (S - 1)] (the
+    other seats, env by env) and the env of each adversary column."""
+    keys = [k for k in STEP_KEYS if k in batches[0]]
+    stacked = {k: torch.stack([batch[k] for batch in batches], 2) for k in keys}  # [T, B, S]
+    envs = torch.arange(hero_seat.shape[0], device=hero_seat.device)
+    hero = {k: v[:, envs, hero_seat] for k, v in stacked.items()}
+    others = torch.arange(len(batches), device=hero_seat.device) != hero_seat.unsqueeze(1)
+    adversary = {k: v[:, others] for k, v in stacked.items()}
+    return hero, adversary, envs.repeat_interleave(len(batches) - 1)
+
+
+def pick(cond: torch.Tensor, a: Distribution, b: Distribution) -> Distribution:
+    """``a`` where ``cond`` (broadcast over the leading dims), ``b`` elsewhere."""
+    c = cond.unsqueeze(-1)
+    if isinstance(a, Categorical):
+        return Categorical(torch.where(c, a.raw, b.raw))
+    return DiagGaussian(torch.where(c, a.mean, b.mean), torch.where(c, a.log_std, b.log_std))

@@ -27,8 +27,11 @@ def load_role_state(role: Role, k: int, state: dict[str, Any]) -> None:
 
 
 def member_runner_state(runner: Runner, k: int, members: int) -> dict[str, Any]:
-    """Member k's slice of a population runner's state (`Runner.state_dict`)."""
+    """Member k's slice of a population runner's state (`Runner.state_dict`); a
+    population of one (a solo run, whose env may be a package's) keeps it whole."""
     state = runner.state_dict()
+    if members == 1:
+        return state
     width = runner.env.num_envs // members
     rows = slice(k * width, (k + 1) * width)
     return {
@@ -42,6 +45,9 @@ def member_runner_state(runner: Runner, k: int, members: int) -> dict[str, Any]:
 def load_runner_states(runner: Runner, states: list[dict[str, Any]]) -> None:
     """A population runner from its members' slices (`member_runner_state`)."""
     first = states[0]
+    if len(states) == 1:
+        runner.load_state_dict(first)
+        return
     sums = None if first["sums"] is None else torch.cat([s["sums"] for s in states], 1)
     obs = [torch.cat([s["obs"][i] for s in states]) for i in range(len(first["obs"]))]
     env = runner.env.join_member_states([s["env"] for s in states])

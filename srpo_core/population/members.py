@@ -32,6 +32,8 @@ FAMILIES = ("matrix", "quadratic", "gridworld", "tag", "hanabi", "overcooked")
 """Env families whose envs split their random numbers by member (`BatchedEnv.rand`,
 `BatchedEnv.randint`); Tag with its vectorized backend only, Overcooked with its torch
 backend only."""
+OWN_TRAINERS = ("debate",)
+"""Env families trained by a trainer of their own (the LLM debate), not as populations."""
 MEMBER_SEEDED_BACKENDS = {"tag": "vectorized", "overcooked": "torch"}
 """The backend a family's populations need (its other backends step packages' objects)."""
 
@@ -43,27 +45,23 @@ def shared_key(config: Config) -> dict:
 
 
 def check_population(configs: list[Config]) -> None:
-    """Refuse (one line) configs that cannot train as one population."""
+    """Refuse (one line) configs that cannot train as one population. One config (a solo
+    run) trains with any backend: only members sharing an env batch need envs that split
+    their random numbers by member."""
     if not configs:
         raise UserError("a population needs at least one member")
     first = configs[0]
-    backend = getattr(first.env, "backend", None)
-    needed = MEMBER_SEEDED_BACKENDS.get(first.env.name)
-    if needed is not None and backend != needed:
+    if first.env.name in OWN_TRAINERS:
         raise UserError(
-            f"{first.env.name}'s {backend} backend cannot train as a population: use "
-            f"--set env.backend={needed} (the same env, bit for bit)"
-        )
-    if first.env.name not in FAMILIES:
-        raise UserError(
-            f"env {first.env.name} cannot train as a population yet (families that can: "
-            f"{', '.join(FAMILIES)}); train its seeds one run each"
+            f"env {first.env.name} has a trainer of its own; train its seeds one run each"
         )
     if first.net.recurrent:
         raise UserError(
             "recurrent policies (net.recurrent > 0) cannot train as a population yet; "
             "train their seeds one run each"
         )
+    if len(configs) > 1:
+        _check_member_seeded(first)
     base = shared_key(first)
     for config in configs[1:]:
         other = shared_key(config)
@@ -76,6 +74,21 @@ def check_population(configs: list[Config]) -> None:
                 )
     if len({_member_key(c) for c in configs}) != len(configs):
         raise UserError("two members of the population have the same config and seed")
+
+
+def _check_member_seeded(first: Config) -> None:
+    backend = getattr(first.env, "backend", None)
+    needed = MEMBER_SEEDED_BACKENDS.get(first.env.name)
+    if needed is not None and backend != needed:
+        raise UserError(
+            f"{first.env.name}'s {backend} backend cannot train as a population: use "
+            f"--set env.backend={needed} (the same env, bit for bit)"
+        )
+    if first.env.name not in FAMILIES:
+        raise UserError(
+            f"env {first.env.name} cannot train as a population yet (families that can: "
+            f"{', '.join(FAMILIES)}); train its seeds one run each"
+        )
 
 
 def _member_key(config: Config) -> tuple:

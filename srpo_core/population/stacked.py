@@ -15,16 +15,24 @@ import torch
 from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
 from srpo_core.agents.networks import ActorCritic, NetSpec
 
+SIGMOID_TANH_FROM = 4096
+"""Per-member activations from which tanh is computed as 2 sigmoid(2x) - 1: torch's CPU
+tanh kernel is several times slower than its sigmoid on large tensors (measured: 6-7 ms
+against under 1 ms on a [30, 1024, 64] batch, where the activations were a third of an
+update's time), while on a step's few rows the formula's four ops cost more than one tanh.
+The choice reads one member's size, never K, so a member computes the same formula in any
+population (the two agree within a few float32 ulps)."""
+
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh(x) = 2 sigmoid(2x) - 1: torch's CPU tanh kernel is several times slower than
-    its sigmoid (measured: 6-7 ms against under 1 ms on a [30, 1024, 64] batch), and the
-    activations are a third of a population update's time. Within a few float32 ulps of
-    torch.tanh, so the member networks that runs store compute what trained."""
+    if x[0].numel() < SIGMOID_TANH_FROM:
+        return torch.tanh(x)
     return torch.sigmoid(x * 2).mul(2).sub(1)
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
+    if x[0].numel() < SIGMOID_TANH_FROM:
+        return x.tanh_()
     return x.mul_(2).sigmoid_().mul_(2).sub_(1)
 
 
@@ -90,7 +98,9 @@ class StackedNet:
 
     def member_state(self, k: int) -> dict[str, torch.Tensor]:
         """Member k's weights as its own `ActorCritic`'s state_dict."""
-        return {name: _from_stacked(name, self.params[name][k]).clone() for name in self.names}
+        return {
+            name: _from_stacked(name, self.params[name][k]).detach().clone() for name in self.names
+        }
 
     @torch.no_grad()
     def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
@@ -137,6 +147,8 @@ def to_members(x: torch.Tensor, members: int) -> torch.Tensor:
     """[..., K * n, d] (envs member-major) -> [K, prod(...) * n, d], each member's rows in
     the order its own flattened batch would have them."""
     *lead, rows, width = x.shape
+    if not lead or members == 1:  # a step's rows, or one member's: a view
+        return x.reshape(members, -1, width)
     x = x.reshape(*lead, members, rows // members, width)
     return x.movedim(len(lead), 0).reshape(members, -1, width)
 
@@ -145,5 +157,7 @@ def from_members(x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
     """The inverse of `to_members`: [K, prod(lead[:-1]) * n, d] -> [*lead, d]."""
     members, _, width = x.shape
     *outer, rows = lead
+    if not outer or members == 1:
+        return x.reshape(*lead, width)
     x = x.reshape(members, *outer, rows // members, width)
     return x.movedim(0, len(outer)).reshape(*lead, width)

@@ -57,7 +57,7 @@ def weighted_var(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
 
 def normalise(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """Advantages normalised per member over its (weighted) rows; fewer than two rows are
-    left as they are (as `ppo.normalise`)."""
+    left as they are."""
     if weights is None:
         if x.shape[1] < 2:
             return x

@@ -1,24 +1,40 @@
-"""IPPO and SRPO for K members at once: one env batch, one forward pass per step and seat,
-one batched update per learner role.
+"""IPPO and SRPO for K members at once (a solo run is a population of one): one env batch,
+one forward pass per step and seat, one batched update per learner role.
 
-Each member is the run its config describes (srpo-notes section 3, as `algos.ippo`,
-`algos.srpo` and `algos.shared` implement it for one run): independent feed-forward heroes,
-SRPO with one adversary per hero and partner seat; or, with ``algo.share_policy``, one
-hero in every trained seat, SRPO with one adversary and the hero's seat drawn per env.
+SRPO (srpo-notes section 3), per iteration, for each hero i:
+1. roll out hero theta_i with adversary phi_i in every partner seat -> D_i;
+2. hero advantages from its own critic on D_i;
+3. hero:      maximise L_CLIP(theta_i; D_i) + eps * H(theta_i)                      (eq. 8)
+   adversary: maximise -L_CLIP(hero advantages, phi_i's own ratio)
+                       - (1/tau) * KL(phi_i || theta_-i) on the states of D_i        (eq. 9)
+   with theta_-i the partner's *current* policy (evaluated before this iteration's
+   updates), the KL exact from logits. Heroes never play each other during training.
+IPPO (tau = 0) learns from one rollout of the heroes together. Frozen seats (a Tag runner)
+play along in every rollout and never learn.
+
+Policy sharing (``algo.share_policy``, the paper's Hanabi set-up) publishes one policy, the
+role ``shared``, that fits every trained seat. IPPO: it plays every trained seat and learns
+from all of them. SRPO: one hero and one adversary; each env draws the seat the hero plays,
+the adversary plays the other trained seats and learns from its decisions, each weighted by
+the hero's advantage at that step of that env, negated, with the KL taken to the shared
+policy on the adversary's states. One rollout per iteration, so env steps and hero samples
+coincide.
+
 Every random number a member uses (init, env, sampling, minibatch order) comes from
 generators seeded from its own seed, and its rows only meet its own weights, so its
 numbers do not depend on who else is in the population. Per-member coefficients
 (`members.PER_MEMBER`) are [K] tensors broadcast over its rows.
 
-Turn-based envs (Hanabi): a seat learns only from the steps where it acted (policy) and
-its bootstrap steps (critic), as `ppo.hero_update` does by selecting rows. Members act at
-different steps, so here every row stays and the means are weighted (0/1 weights, a mean
-over a member's weighted rows), which keeps every member's tensors one shape. A shared
-policy's rows are, at each step and env, those of the seat that acted (`layout.turn_rows`), so it
-learns from T * n rows per member, not S times as many mostly idle ones. With one
-minibatch (the Hanabi presets) that is the run's update; with several, each is a random
-slice of all rows, so how many of them count varies from minibatch to minibatch (a run
-draws its minibatches from the rows that count alone).
+Turn-based envs (Hanabi): a seat's policy learns only from the steps where it acted and its
+critic at its bootstrap steps (where it or, for a hero, one of its adversaries acted: the
+adversaries need the hero's advantage there; `ppo.turn_gae`); an adversary learns from its
+own turns. Members act at different steps, so every row stays and the means are weighted
+(0/1 weights, a mean over a member's weighted rows), which keeps every member's tensors one
+shape. A shared policy's rows are, at each step and env, those of the seat that acted
+(`layout.turn_rows`), so it learns from T * n rows per member, not S times as many mostly
+idle ones. With one minibatch (the Hanabi presets) that is the run's update; with several,
+each is a random slice of all rows, so how many of them count varies from minibatch to
+minibatch.
 """
 
 from __future__ import annotations
@@ -33,29 +49,22 @@ from srpo_core.agents.distributions import Categorical, Distribution
 from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.algos.base import Iteration, prefixed
 from srpo_core.algos.ppo import gae, turn_gae
-from srpo_core.algos.shared import SHARED, pick, split_roles
-from srpo_core.algos.srpo import decision_steps
 from srpo_core.config import Config
 from srpo_core.envs import make_env
 from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.errors import UserError
-from srpo_core.population import layout, member_state, terms
-from srpo_core.population.layout import Batch
+from srpo_core.population import layout, member_state, terms, updates
+from srpo_core.population.layout import Batch, decision_steps, pick, split_roles
 from srpo_core.population.members import Coefficients, check_population
-from srpo_core.population.optim import MemberAdam
 from srpo_core.population.stacked import StackedNet, StackedSeat, to_members
 from srpo_core.population.terms import Stats
+from srpo_core.population.updates import Role
 from srpo_core.rollout import MemberGenerators, Runner, Seat, collect, play_episodes
 from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
 
-
-@dataclass
-class Role:
-    """One learner role of every member: their networks stacked, their Adams."""
-
-    net: StackedNet
-    optimizer: MemberAdam
+SHARED = "shared"
+"""The role of a policy shared by every trained seat (``algo.share_policy``)."""
 
 
 @dataclass
@@ -69,10 +78,10 @@ class _Rollout:
     targets: dict[int, Distribution]
 
 
-class _HeroOrAdversary:
+class HeroOrAdversary:
     """A seat of shared SRPO's rollout: the hero in the envs where ``is_hero`` [K * n], the
-    adversary elsewhere (`algos.shared.SharedSeat` on every env: where the seat does not
-    act, the env ignores its action and the updates weigh it 0)."""
+    adversary elsewhere (where the seat does not act, the env ignores its action and the
+    updates weigh it 0)."""
 
     def __init__(self, hero: Role, adversary: Role, is_hero: torch.Tensor) -> None:
         self.hero, self.adversary = StackedSeat(hero.net), StackedSeat(adversary.net)
@@ -115,7 +124,7 @@ class Population:
         """Each learner role's name and the seats its hero plays."""
         firsts = [group[0] for group in self.groups.values()]
         hero_nets = {i: self._build(self._spec(i, critic=True)) for i in firsts}
-        roles = {i: self._role(nets) for i, nets in hero_nets.items()}
+        roles = {i: Role.of(nets, self.coef) for i, nets in hero_nets.items()}
         self.heroes = {i: roles[group[0]] for group in self.groups.values() for i in group}
         self.adversaries: dict[int, dict[int, Role]] = {}
         self.adversary: Role | None = None
@@ -137,7 +146,7 @@ class Population:
         env_names = [f"env{i}" for i in self.adversaries] or ["env0"]  # independent SRPO: per hero
         self.runners = [Runner(self._env(base.ppo.num_envs, name)) for name in env_names]
         self.side_by_side = SideBySide(base.run.parallel_updates, base.run.threads)
-        """Independent SRPO heroes update side by side (`algos.base.Algorithm.per_hero`)."""
+        """Independent heroes (and SRPO's with their adversaries) update side by side."""
 
     # --- construction ----------------------------------------------------------------
 
@@ -172,7 +181,7 @@ class Population:
         for generator in self.init_generators:
             net = ActorCritic(spec)
             net.reset_parameters(generator, orthogonal=self.config.net.ortho_init)
-            nets.append(net)
+            nets.append(net.to(self.device))
         return nets
 
     def _adversary(self, partner: int, partner_nets: list[ActorCritic]) -> Role:
@@ -181,20 +190,19 @@ class Population:
             for net, source in zip(nets, partner_nets, strict=True):
                 own = net.state_dict()
                 net.load_state_dict({k: v for k, v in source.state_dict().items() if k in own})
-        return self._role(nets)
-
-    def _role(self, nets: list[ActorCritic]) -> Role:
-        net = StackedNet([n.to(self.device) for n in nets])
-        coef = self.coef
-        rates = [coef.critic_lr if name.startswith("critic_") else coef.lr for name in net.names]
-        optimizer = MemberAdam(net.parameters(), rates, coef.adam_eps, coef.max_grad_norm)
-        return Role(net, optimizer)
+        return Role.of(nets, self.coef)
 
     def _env(self, num_envs: int, name: str) -> BatchedEnv:
         """One env batch of ``num_envs`` per member, each slice seeded from its member."""
         seeds = [sub_seed(s, name) for s in self.seeds]
         env = make_env(self.config.env, num_envs * self.members, self.device, seeds[0])
-        env.split_generators(seeds)
+        return self._split(env, seeds)
+
+    def _split(self, env: BatchedEnv, seeds: list[int]) -> BatchedEnv:
+        """Members' slices of ``env`` (seeded with ``seeds[0]``) drawing from their own
+        seeds; one member (a solo run, any backend) draws from the env's own generator."""
+        if self.members > 1:
+            env.split_generators(seeds)
         return env
 
     # --- training --------------------------------------------------------------------
@@ -235,8 +243,11 @@ class Population:
             for metrics in self._per_member(stats)
         ]
 
-    def _seats(self, replace: dict[int, Role]) -> list[Seat]:
-        chosen = {i: StackedSeat(role.net) for i, role in {**self.heroes, **replace}.items()}
+    def seats(self, replace: dict[int, Role] | None = None) -> list[Seat]:
+        """Who sits where: heroes and fixed policies, with ``replace`` (adversaries)
+        overriding seats."""
+        roles = {**self.heroes, **(replace or {})}
+        chosen = {i: StackedSeat(role.net) for i, role in roles.items()}
         return [chosen.get(i, self.fixed.get(i)) for i in range(len(self.agents))]
 
     def _collect(self, runner: Runner, seats: list[Seat]):
@@ -245,17 +256,21 @@ class Population:
 
     def _ippo_rollout(self, runner: Runner) -> Stats:
         """Every hero learns from its seats' decisions in one rollout (a shared hero: all
-        its seats', as `SharedIPPO`)."""
-        batches, episodes = self._collect(runner, self._seats({}))
+        its seats'), the heroes side by side."""
+        batches, episodes = self._collect(runner, self.seats())
         stats = self._episode_stats("train/", episodes, list(self.heroes))
-        for name, group in self.groups.items():
+
+        def update(name: str, group: list[int]) -> Stats:
             hero = self.heroes[group[0]]
             seats = [self._returns(hero.net, batches[i], runner.obs[i]) for i in group]
             batch = self._behaviour(hero.net, self._played(seats))
-            stats |= prefixed(
-                f"{name}/", self._hero_update(hero, batch, self.update_generators[group[0]])
-            )
-            stats |= self._action_stats(group[0], batch, f"{name}/")
+            rngs = self.update_generators[group[0]]
+            out = updates.hero_update(hero, batch, self.config, self.coef, rngs)
+            return prefixed(f"{name}/", out) | self._action_stats(group[0], batch, f"{name}/")
+
+        jobs = [functools.partial(update, name, group) for name, group in self.groups.items()]
+        for out in self.side_by_side.run(jobs):  # disjoint roles and RNGs
+            stats |= out
         return stats
 
     def _played(self, seats: list[Batch]) -> Batch:
@@ -272,7 +287,7 @@ class Population:
         """Hero i's rollout with its adversaries in the partner seats, with the partners'
         current policies on the adversaries' states (the KL targets)."""
         adversaries = self.adversaries[i]
-        batches, episodes = self._collect(runner, self._seats(adversaries))
+        batches, episodes = self._collect(runner, self.seats(adversaries))
         bootstrap = decision_steps([batches[j] for j in (i, *adversaries)])
         hero = self._returns(self.heroes[i].net, batches[i], runner.obs[i], bootstrap)
         advantages = {"advantages": hero["advantages"]}  # their decisions' credit
@@ -293,22 +308,25 @@ class Population:
         """Hero i and its adversaries learn from its rollout (its update RNGs throughout)."""
         i, agent = rollout.hero, self.agents[rollout.hero]
         rngs = self.update_generators[i]
-        stats = rollout.stats | prefixed(
-            f"{agent}/", self._hero_update(self.heroes[i], rollout.batch, rngs)
-        )
+        hero, config, coef = self.heroes[i], self.config, self.coef
+        hero_stats = updates.hero_update(hero, rollout.batch, config, coef, rngs)
+        stats = rollout.stats | prefixed(f"{agent}/", hero_stats)
         stats |= self._action_stats(i, rollout.batch, f"{agent}/")
         solo = len(rollout.adversaries) == 1
         for j, batch in rollout.adversaries.items():
             prefix = f"{agent}/adversary/" + ("" if solo else f"{self.agents[j]}/")
             adversary = self.adversaries[i][j]
             stats |= prefixed(
-                prefix, self._adversary_update(adversary, batch, rollout.targets[j], rngs)
+                prefix,
+                updates.adversary_update(
+                    adversary, batch, rollout.targets[j], self.config, self.coef, rngs
+                ),
             )
             stats |= self._action_stats(j, batch, prefix)
         return stats
 
     def _shared_srpo_rollout(self, runner: Runner) -> Stats:
-        """`SharedSRPO`'s iteration: each env draws the seat the hero plays (from its
+        """Shared SRPO's iteration: each env draws the seat the hero plays (from its
         member's sample generator), the adversary plays the other trained seats and learns
         from its decisions, each weighted by the hero's advantage there, negated."""
         seats, device = list(self.heroes), self.device
@@ -321,7 +339,7 @@ class Population:
         )
         hero_seat = torch.tensor(seats, device=device)[draw]
         players = [
-            self.fixed[i] if i in self.fixed else _HeroOrAdversary(hero, adversary, hero_seat == i)
+            self.fixed[i] if i in self.fixed else HeroOrAdversary(hero, adversary, hero_seat == i)
             for i in range(len(self.agents))
         ]
         batches, episodes = self._collect(runner, players)
@@ -342,8 +360,11 @@ class Population:
         adversary_batch = self._behaviour(adversary.net, others)
         target = terms.partner_target(hero.net, adversary_batch)  # before any update
         rngs = self.update_generators[seats[0]]
-        stats |= prefixed(f"{SHARED}/", self._hero_update(hero, hero_batch, rngs))
-        adv_stats = self._adversary_update(adversary, adversary_batch, target, rngs)
+        hero_stats = updates.hero_update(hero, hero_batch, self.config, self.coef, rngs)
+        stats |= prefixed(f"{SHARED}/", hero_stats)
+        adv_stats = updates.adversary_update(
+            adversary, adversary_batch, target, self.config, self.coef, rngs
+        )
         stats |= prefixed(f"{SHARED}/adversary/", adv_stats)
         stats |= self._action_stats(seats[0], hero_batch, f"{SHARED}/")
         return stats
@@ -359,7 +380,7 @@ class Population:
         """A seat's rollout [T, K * n] with its critic's values and its advantages and
         returns, per member's gamma/lambda. Turn-based: `turn_gae` with the critic
         bootstrapping (and learning: ``critic``) at the ``bootstrap`` steps (default: where
-        the seat acted), as `ppo.hero_update`."""
+        the seat acted)."""
         members = self.members
         steps, width = batch["utility"].shape
         values = layout.env_layout(net.value(to_members(batch["obs"], members)), members, steps)
@@ -392,102 +413,6 @@ class Population:
         if isinstance(dist, Categorical):
             out["probs"] = terms.mean_over(dist.probs, terms.as_weights(out.get("acting")))
         return out
-
-    def _hero_update(self, role: Role, batch: Batch, rngs: list[torch.Generator]) -> Stats:
-        """Eq. (8) per member: L_CLIP + eps * entropy, plus the critic's regression. In
-        turn-based batches the policy terms weigh the steps where the seat acted and the
-        critic its bootstrap steps (``critic``), as `ppo.hero_update` selects them."""
-        ppo, coef, net = self.config.ppo, self.coef, role.net
-        advantages, returns, mask = batch["advantages"], batch["returns"], batch.get("mask")
-        policy_weights, value_weights = (
-            terms.as_weights(batch.get("acting")),
-            terms.as_weights(batch.get("critic")),
-        )
-        clip = coef.clip.unsqueeze(1)
-
-        def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, Stats]:
-            obs = layout.take_rows(batch["obs"], idx)
-            on_policy, on_value = (
-                layout.take_rows(policy_weights, idx),
-                layout.take_rows(value_weights, idx),
-            )
-            dist = net.distribution(obs, layout.take_rows(mask, idx))
-            adv = layout.take_rows(advantages, idx)
-            adv = terms.normalise(adv, on_policy) if ppo.norm_adv else adv
-            logp = dist.log_prob(layout.take_rows(batch["actions"], idx))
-            pg_loss, stats = terms.clipped_surrogate(
-                logp, layout.take_rows(batch["logp"], idx), adv, clip, on_policy
-            )
-            old_values, target = (
-                layout.take_rows(batch["values"], idx),
-                layout.take_rows(returns, idx),
-            )
-            v_loss = terms.value_loss(net.value(obs), old_values, target, clip, ppo, on_value)
-            entropy = terms.mean_over(dist.entropy(), on_policy)
-            loss = pg_loss + coef.vf_coef * v_loss - coef.eps * entropy
-            stats |= {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy}
-            return loss.sum(), stats
-
-        stats = self._optimise(role, advantages.shape[1], loss_fn, rngs)
-        stats["explained_variance"] = terms.explained_variance(
-            batch["values"], returns, value_weights
-        )
-        return stats
-
-    def _adversary_update(
-        self, role: Role, batch: Batch, partner: Distribution, rngs: list[torch.Generator]
-    ) -> Stats:
-        """Eq. (9) per member: L_CLIP on -A_hero (the hero's advantages at the batch's
-        steps) + (1/tau) * KL - [eps * entropy]; turn-based, over the adversary's own
-        decisions (weights, as `srpo.adversary_update` selects them)."""
-        ppo, algo, coef, net = self.config.ppo, self.config.algo, self.coef, role.net
-        advantages = -batch["advantages"]
-        weights, mask = terms.as_weights(batch.get("acting")), batch.get("mask")
-        clip = coef.clip.unsqueeze(1)
-        ent_coef = coef.eps if algo.adversary_entropy == "eps" else torch.zeros_like(coef.eps)
-
-        def loss_fn(idx: torch.Tensor | slice) -> tuple[torch.Tensor, Stats]:
-            dist = net.distribution(
-                layout.take_rows(batch["obs"], idx), layout.take_rows(mask, idx)
-            )
-            decided = layout.take_rows(weights, idx)
-            adv = layout.take_rows(advantages, idx)
-            adv = terms.normalise(adv, decided) if ppo.norm_adv else adv
-            logp = dist.log_prob(layout.take_rows(batch["actions"], idx))
-            pg_loss, stats = terms.clipped_surrogate(
-                logp, layout.take_rows(batch["logp"], idx), adv, clip, decided
-            )
-            target = layout.take_dist(partner, idx)
-            forward = algo.kl_direction == "adversary-partner"
-            kl = terms.mean_over(dist.kl(target) if forward else target.kl(dist), decided)
-            entropy = terms.mean_over(dist.entropy(), decided)
-            loss = pg_loss + kl / coef.tau - ent_coef * entropy
-            stats |= {"policy_loss": pg_loss, "kl_partner": kl, "entropy": entropy}
-            return loss.sum(), stats
-
-        return self._optimise(role, advantages.shape[1], loss_fn, rngs)
-
-    def _optimise(self, role: Role, size: int, loss_fn, rngs: list[torch.Generator]) -> Stats:
-        """PPO's epochs x minibatches, every member at once; each member's minibatch order
-        from its own generator. Mean of each stat over the steps."""
-        ppo = self.config.ppo
-        minibatch = size // ppo.minibatches
-        steps: list[Stats] = []
-        for _ in range(ppo.epochs):
-            if ppo.minibatches == 1:
-                parts: list[torch.Tensor | slice] = [slice(None)]
-            else:
-                orders = [torch.randperm(size, generator=g, device=g.device) for g in rngs]
-                order = torch.stack(orders).to(self.device)
-                parts = list(order.split(minibatch, dim=1))
-            for idx in parts:
-                loss, step_stats = loss_fn(idx)
-                role.optimizer.zero_grad()
-                loss.backward()
-                role.optimizer.clip_grads()
-                role.optimizer.step()
-                steps.append({k: v.detach() for k, v in step_stats.items()})
-        return {key: terms.mean_of([s[key] for s in steps]) for key in steps[0]}
 
     def _episode_stats(self, prefix: str, episodes, team: list[int]) -> Stats:
         """Each member's episode summary, as [K] tensors (NaN where a member completed
@@ -522,14 +447,24 @@ class Population:
     def evaluate(self, episodes: int, seeds: list[int], final: bool = False) -> list[dict]:
         """Each member's heroes playing together, one episode per env, from each member's
         own evaluation seed (the training RNG is untouched)."""
-        env = make_env(self.config.env, episodes * self.members, self.device, 0, evaluation=True)
-        env.split_generators([sub_seed(s, "eval-env") for s in seeds])
+        env_seeds = [sub_seed(s, "eval-env") for s in seeds]
+        env = make_env(
+            self.config.env, episodes * self.members, self.device, env_seeds[0], evaluation=True
+        )
         rng = MemberGenerators(
             [make_generator(self.device, sub_seed(s, "eval-actions")) for s in seeds]
         )
-        played = play_episodes(env, self._seats({}), rng)
+        try:
+            played = play_episodes(self._split(env, env_seeds), self.seats(), rng)
+        finally:
+            env.close()
         team = list(self.heroes)
         return [p.summary(self.agents, team) for p in played.split(self.members, env.num_envs)]
+
+    def close(self) -> None:
+        """End the envs' worker processes, where they have any."""
+        for runner in self.runners:
+            runner.env.close()
 
     # --- state -----------------------------------------------------------------------
 
