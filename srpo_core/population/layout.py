@@ -63,6 +63,13 @@ def take_rows(x: torch.Tensor | None, idx: torch.Tensor | slice) -> torch.Tensor
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def member_dist(dist: Distribution, k: int, rows: torch.Tensor) -> Distribution:
+    """Member k's ``rows`` (bool [m]) of a [K, m] distribution, as a [1, count] one."""
+    if isinstance(dist, Categorical):
+        return Categorical(dist.raw[k][rows].unsqueeze(0))
+    return DiagGaussian(dist.mean[k][rows].unsqueeze(0), dist.log_std[k][rows].unsqueeze(0))
+
+
 def take_dist(dist: Distribution, idx: torch.Tensor | slice) -> Distribution:
     if isinstance(dist, Categorical):
         return Categorical(take_rows(dist.raw, idx))

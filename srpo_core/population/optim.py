@@ -46,6 +46,14 @@ class MemberAdam:
         for p in self.params:
             p.grad = None
 
+    def fill_missing_grads(self) -> None:
+        """A parameter no loss reached (a turn-based seat's actor, in a minibatch where no
+        member decided) gets a zero gradient: Adam still steps on its moments, as for a
+        member whose loss had no rows."""
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+
     @torch.no_grad()
     def clip_grads(self) -> torch.Tensor:
         """Scale each member's gradients to at most its max norm; returns the norms [K]."""

@@ -92,6 +92,18 @@ class StackedNet:
             return Categorical(out, mask)
         return DiagGaussian(out, self.log_std.expand_as(out))
 
+    def member_distribution(
+        self, k: int, obs: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> Distribution:
+        """Member k's policy on rows of its own, obs [N, obs_dim] -> a distribution over
+        [1, N] actions: the ops a population of one would run on them, whoever else is
+        stacked (turn-based updates select each member's decisions this way)."""
+        layers = [(weight[k : k + 1], bias[k : k + 1]) for weight, bias in self.actor]
+        out = self._forward(layers, obs.unsqueeze(0))
+        if self.discrete:
+            return Categorical(out, None if mask is None else mask.unsqueeze(0))
+        return DiagGaussian(out, self.log_std[k : k + 1].expand_as(out))
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [K, N, obs_dim] -> V [K, N]."""
         return self._forward(self.critic, obs).squeeze(-1)

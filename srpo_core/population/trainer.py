@@ -28,13 +28,14 @@ numbers do not depend on who else is in the population. Per-member coefficients
 Turn-based envs (Hanabi): a seat's policy learns only from the steps where it acted and its
 critic at its bootstrap steps (where it or, for a hero, one of its adversaries acted: the
 adversaries need the hero's advantage there; `ppo.turn_gae`); an adversary learns from its
-own turns. Members act at different steps, so every row stays and the means are weighted
-(0/1 weights, a mean over a member's weighted rows), which keeps every member's tensors one
-shape. A shared policy's rows are, at each step and env, those of the seat that acted
-(`layout.turn_rows`), so it learns from T * n rows per member, not S times as many mostly
-idle ones. With one minibatch (the Hanabi presets) that is the run's update; with several,
-each is a random slice of all rows, so how many of them count varies from minibatch to
-minibatch.
+own turns. Members act at different steps, so the critic's means are weighted (0/1 weights
+over a member's rows) and the policy terms run each member's own decisions through its own
+slice of the stacked network (`updates.policy_terms`): no forward pass on the steps where
+it did not act, and no shape that depends on the other members. A shared policy's rows
+are, at each step and env, those of the seat that acted (`layout.turn_rows`), so it learns
+from T * n rows per member, not S times as many mostly idle ones. With several
+minibatches each is a random slice of all rows, so how many of them count varies from
+minibatch to minibatch.
 """
 
 from __future__ import annotations
