@@ -56,10 +56,11 @@ ci-report: $(STAMP)
 
 # Registry tests run on SQLite and on PostgreSQL: each test worker starts a server of its own
 # from the PostgreSQL server programs (initdb, pg_ctl); without them those tests skip, and
-# under CI=true they fail (.ci/run installs them).
+# under CI=true they fail (.ci/run installs them). The Ray cluster tests (the venv's `ray
+# start`, from the dev extra) share one cluster, so they go to one worker (--dist loadgroup).
 test: $(STAMP)
 	$(BIN)/ruff check srpo_core srpo_cli tests docs/examples
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # Long checks (pyproject's `slow` marker): learning tests, the SmolLM2 debate test.
 test-slow: $(STAMP)

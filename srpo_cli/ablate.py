@@ -5,12 +5,18 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
+from srpo_cli.cluster_options import (
+    AddressOption,
+    ExecutorOption,
+    ResourcesOption,
+    open_cluster,
+)
 from srpo_cli.common import (
     JsonOption,
     RegistryOption,
@@ -22,7 +28,9 @@ from srpo_cli.common import (
     text,
 )
 from srpo_core.errors import UserError
-from srpo_core.redact import redact
+
+if TYPE_CHECKING:
+    from srpo_core.dispatch import Dispatcher
 
 POLL_SECONDS = 1.0
 
@@ -60,7 +68,11 @@ def ablate(
         str | None, typer.Option(help="Ablation id to use instead of a hash of the grid.")
     ] = None,
     workers: Annotated[
-        int, typer.Option(help="Runs (or populations) at a time; 0 = one per core.")
+        int,
+        typer.Option(
+            help="Runs (or populations) at a time; 0 = one per core (local), as many as the "
+            "cluster fits (ray)."
+        ),
     ] = 0,
     population: Annotated[
         bool,
@@ -94,6 +106,9 @@ def ablate(
             "seconds.",
         ),
     ] = 30.0,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    resources: ResourcesOption = None,
     registry: RegistryOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -102,7 +117,8 @@ def ablate(
     import os
 
     from srpo_core import sweep as sw
-    from srpo_core.registry import Registry
+    from srpo_core.cluster import check_address, check_executor, parse_resources
+    from srpo_core.registry import Registry, resolve_registry_url
 
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
@@ -110,6 +126,9 @@ def ablate(
         raise UserError(f"--workers must be >= 0, got {workers}")
     if population_size is not None and (not population or population_size < 1):
         raise UserError("--population-size needs --population and a size >= 1")
+    check_executor(executor, address, resources)
+    check_address(address)
+    override = parse_resources(resources)
     plan = sw.plan_sweep(
         env,
         presets=preset or [],
@@ -128,23 +147,36 @@ def ablate(
     if dry_run:
         _print_dry_run(plan, json_, size)
         return
-    workers = workers or os.cpu_count() or 1
+    url = resolve_registry_url(registry)
     signal.signal(signal.SIGTERM, _interrupt)
-    with Registry(registry) as reg:
-        jobs, done = sw.pending_jobs(reg, plan, size)
-        executor = sw.LocalExecutor()
-        failures = _run(reg, plan, jobs, executor, workers, quiet=json_, every_s=log_every_s)
-        runs = sw.point_runs(reg, plan)
-        rows = [sw.summary_row(reg, p, runs.get(p.key)) for p in plan.points]
-        pool = None
-        if crossplay and not failures:
-            pool = _crossplay(reg, plan, [runs[p.key] for p in plan.points], episodes, json_)
+    with open_cluster(executor, address) as cluster:
+        if cluster is not None:  # refused before the registry is opened: nothing written
+            cluster.check_registry(url)
+            cluster.check_fits(override.over(p.resources) for p in plan.points)
+        with Registry(url) as reg:
+            jobs, done = sw.pending_jobs(reg, plan, size)
+            if cluster is None:
+                runner, limit = sw.LocalExecutor(), workers or os.cpu_count() or 1
+            else:
+                runner, limit = cluster.executor(reg, override), workers or None
+            dispatched = _run(
+                reg, plan, jobs, runner, limit, size, quiet=json_, every_s=log_every_s
+            )
+            failures = dispatched.failures
+            runs = sw.point_runs(reg, plan)
+            rows = [sw.summary_row(reg, p, runs.get(p.key)) for p in plan.points]
+            pool = None
+            if crossplay and not failures:
+                player = cluster.seating_player(reg, override) if cluster else None
+                chosen = [runs[p.key] for p in plan.points]
+                pool = _crossplay(reg, plan, chosen, episodes, json_, player)
     if json_:
         print_json(
             {
                 "ablation": plan.ablation_id,
                 "skipped": len(done),
                 "ran": sum(len(j.points) for j in jobs),
+                "resubmitted": dispatched.resubmitted,
                 "failed": [
                     {"setting": p.setting, "seed": p.seed, "error": e}
                     for j, e in failures
@@ -161,6 +193,12 @@ def ablate(
             f"{sum(len(j.points) for j in jobs)} run now",
             highlight=False,
         )
+        if dispatched.resubmitted:
+            console.print(
+                f"{dispatched.resubmitted} job(s) submitted again after their node or worker "
+                "died (their runs resumed from their checkpoints)",
+                highlight=False,
+            )
         for job, error in failures:
             err_console.print(f"failed: {text(job.label)}: {text(error)}", highlight=False)
     if failures:
@@ -168,37 +206,43 @@ def ablate(
 
 
 def _run(
-    reg, plan, jobs, executor, workers: int, quiet: bool, every_s: float
-) -> list[tuple[Any, str]]:
-    """Run the jobs, showing the grid from the registry as runs train: a live table on a
-    terminal, a line every ``every_s`` seconds in a log."""
+    reg,
+    plan,
+    jobs,
+    executor,
+    workers: int | None,
+    population_size: int | None,
+    quiet: bool,
+    every_s: float,
+) -> Dispatcher:
+    """Run the jobs (at most ``workers`` at a time; None: all), showing the grid from the
+    registry as runs train: a live table on a terminal, a line every ``every_s`` seconds in
+    a log."""
     from srpo_core import sweep as sw
+    from srpo_core.dispatch import Dispatcher
 
-    queue = list(jobs)
-    failures: list[tuple[Any, str]] = []
+    dispatcher = Dispatcher(
+        reg, plan, jobs, executor, workers=workers, population_size=population_size
+    )
     on_terminal = not quiet and console.is_terminal
     live = Live(console=console, auto_refresh=False, transient=False) if on_terminal else None
     next_line = 0.0
     try:
         if live:
             live.start()
-        while queue or executor.busy:
-            while queue and executor.busy < workers:
-                executor.submit(queue.pop(0), reg.url)
-            for job, code, error in executor.finished():
-                if code != 0:
-                    failures.append((job, redact(error) or f"exit code {code}"))
+        while dispatcher.active:
+            dispatcher.step()
             if not quiet:
                 runs = sw.point_runs(reg, plan)
                 rows = [sw.summary_row(reg, p, runs.get(p.key)) for p in plan.points]
                 if live:
                     live.update(_table(plan, rows), refresh=True)
-                elif time.monotonic() >= next_line or not (queue or executor.busy):
+                elif time.monotonic() >= next_line or not dispatcher.active:
                     next_line = time.monotonic() + every_s
                     console.print(_state_line(plan, rows), highlight=False, soft_wrap=True)
-            time.sleep(POLL_SECONDS if (queue or executor.busy) else 0)
+            time.sleep(POLL_SECONDS if dispatcher.active else 0)
     except KeyboardInterrupt:
-        executor.stop()
+        dispatcher.stop()
         raise
     finally:
         if live:
@@ -206,7 +250,7 @@ def _run(
     if not quiet and not on_terminal:
         runs = sw.point_runs(reg, plan)
         console.print(_table(plan, [sw.summary_row(reg, p, runs.get(p.key)) for p in plan.points]))
-    return failures
+    return dispatcher
 
 
 def _state_line(plan, rows: list[dict]) -> str:
@@ -275,8 +319,9 @@ def _print_dry_run(plan, json_: bool, population_size: int | None) -> None:
         console.print(text(command), highlight=False, soft_wrap=True)
 
 
-def _crossplay(reg, plan, runs, episodes: int, quiet: bool) -> list[dict[str, Any]]:
-    """All pairs of the sweep's runs: TP and CP per setting."""
+def _crossplay(reg, plan, runs, episodes: int, quiet: bool, player=None) -> list[dict[str, Any]]:
+    """All pairs of the sweep's runs: TP and CP per setting (seatings played by ``player``
+    where given: on the sweep's cluster)."""
     from srpo_core import crossplay as cp
     from srpo_core.pool import cell_means, tp_cp
     from srpo_core.zoo import env_config_from
@@ -284,7 +329,8 @@ def _crossplay(reg, plan, runs, episodes: int, quiet: bool) -> list[dict[str, An
     env_values = runs[0].config["env"]
     seats = cp.env_seats(env_config_from(env_values))
     pairs = cp.plan_pool(reg, runs, seats)
-    report = cp.evaluate(reg, [s for _, _, s in pairs], cp.Setup(env_values, episodes, 0))
+    setup = cp.Setup(env_values, episodes, 0)
+    report = cp.evaluate(reg, [s for _, _, s in pairs], setup, player=player)
     returns = cell_means(
         (row.id, col.id, o.metrics["return"])
         for (row, col, _), o in zip(pairs, report.outcomes, strict=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from statistics import fmean
 from typing import Annotated, Any
 
@@ -10,6 +12,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from srpo_cli.cluster_options import (
+    AddressOption,
+    ExecutorOption,
+    ResourcesOption,
+    open_cluster,
+)
 from srpo_cli.common import JsonOption, RegistryOption, console, print_json, print_table, text
 from srpo_core.errors import UserError
 
@@ -38,6 +46,9 @@ def crossplay(
     recompute: Annotated[
         bool, typer.Option("--recompute", metavar="", help="Play again and replace stored results.")
     ] = False,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    resources: ResourcesOption = None,
     registry: RegistryOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -45,8 +56,14 @@ def crossplay(
     import torch
 
     from srpo_core import crossplay as cp
+    from srpo_core.cluster import (
+        check_address,
+        check_executor,
+        parse_resources,
+        seating_resources,
+    )
     from srpo_core.query import parse_query, select_runs
-    from srpo_core.registry import Registry
+    from srpo_core.registry import resolve_registry_url
     from srpo_core.zoo import env_config_from
 
     if (zoo is None) == (pool is None):
@@ -57,8 +74,13 @@ def crossplay(
         raise UserError(f"--episodes must be >= 1, got {episodes}")
     if workers < 0:
         raise UserError(f"--workers must be >= 0, got {workers}")
+    check_executor(executor, address, resources)
+    check_address(address)
+    override = parse_resources(resources)
     torch.set_num_threads(1)
-    with Registry(registry, create=False) as reg:
+    url = resolve_registry_url(registry)
+    request = override.over(seating_resources(device))
+    with open_cluster(executor, address) as cluster, _opened(cluster, url, request) as reg:
         if zoo is not None:
             info = reg.get_zoo(zoo)
             env_values = info.env_config
@@ -75,6 +97,7 @@ def crossplay(
             pool_plan = cp.plan_pool(reg, runs, seats)
             seatings = [s for _, _, s in pool_plan]
         setup = cp.Setup(env_values, episodes, seed, device)
+        player = cluster.seating_player(reg, override) if cluster else None
         with _progress(disable=json_) as bar:
             task = bar.add_task("crossplay", total=None)
             report = cp.evaluate(
@@ -84,6 +107,7 @@ def crossplay(
                 workers=workers,
                 recompute=recompute,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+                player=player,
             )
     metrics = [o.metrics for o in report.outcomes]
     if zoo is not None:
@@ -120,6 +144,19 @@ def crossplay(
         f"{report.reused} stored results",
         highlight=False,
     )
+
+
+@contextmanager
+def _opened(cluster, url: str, request) -> Iterator[Any]:
+    """The registry, once the cluster (if any) is known to share it and to grant a
+    seating's ``request``."""
+    from srpo_core.registry import Registry
+
+    if cluster is not None:
+        cluster.check_registry(url)
+        cluster.check_fits([request])
+    with Registry(url, create=False) as reg:
+        yield reg
 
 
 def _zoo_agents(reg, zoo, query) -> list:

@@ -83,6 +83,11 @@ class Setup:
         return config_hash(self.env_values)
 
 
+Player = Callable[[list[tuple[str, Seating]], Setup], Iterator[tuple[str, Seating, dict[str, Any]]]]
+"""Plays (key, seating) pairs elsewhere (on a cluster: `ray_executor.SeatingPlayer`),
+yielding (key, seating, metrics) as each finishes."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     seating: Seating
@@ -180,10 +185,11 @@ def evaluate(
     workers: int = 0,
     recompute: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    player: Player | None = None,
 ) -> Report:
     """Every distinct seating's result: stored ones are reused (unless ``recompute``), the
-    others are played (in ``workers`` processes; 0 = one per core when there are enough)
-    and stored."""
+    others are played (by ``player``, else in ``workers`` processes; 0 = one per core when
+    there are enough) and stored."""
     env_hash = setup.env_hash
     report = Report()
     unique = list({s.key(env_hash, setup.episodes, setup.seed): s for s in seatings}.items())
@@ -199,7 +205,8 @@ def evaluate(
     done = len(known)
     if on_progress:
         on_progress(done, len(unique))
-    for key, seating, metrics in _play_all(registry, todo, setup, workers):
+    played = player(todo, setup) if player else _play_all(registry, todo, setup, workers)
+    for key, seating, metrics in played:
         registry.save_crossplay_result(
             {
                 "key": key,

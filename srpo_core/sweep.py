@@ -4,8 +4,9 @@ Every grid point is a complete `srpo train` command. Its identity is the hash of
 resolved config (``point:<hash>`` tag) and the sweep's identity the hash of all points
 (``ablation:<id>`` tag), so running the same sweep command again finds its runs: finished
 ones are skipped, interrupted or failed ones resume from their last checkpoint, missing ones
-start. Jobs go to an `Executor`; `LocalExecutor` runs them as child processes, and a cluster
-engine only has to implement the same three methods.
+start. Jobs go to an `Executor`; `LocalExecutor` runs them as child processes,
+`ray_executor.RayExecutor` as tasks on a Ray cluster, and `dispatch.Dispatcher` hands them
+over, each checked against the registry just before it goes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from srpo_core.canonical import canonical_json
+from srpo_core.cluster import Resources, config_resources
 from srpo_core.config import parse_set, resolve
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry, RunInfo
@@ -42,6 +44,8 @@ class Point:
     seed: int
     key: str
     """Hash of the resolved config: the run's identity within any sweep."""
+    resources: Resources = field(default=Resources(cpus=1.0, gpus=0.0), compare=False)
+    """What its config asks of a cluster node (`cluster.config_resources`)."""
 
     @property
     def algo(self) -> str:
@@ -156,7 +160,8 @@ def plan_sweep(
             sets=[*sets, *(f"{k}={v}" for k, v in overrides)],
         )
         key = sha256_hex(canonical_json(config.to_dict()).encode())[:12]
-        points.append(Point(float(tau), eps, overrides, seed, key))
+        needs = config_resources(config.run.device, config.run.threads)
+        points.append(Point(float(tau), eps, overrides, seed, key, needs))
     if len({p.key for p in points}) != len(points):
         raise UserError("two grid points resolve to the same config (a swept key is overridden?)")
     return Sweep(
@@ -212,17 +217,21 @@ class Job:
 
 
 def pending_jobs(
-    registry: Registry, sweep: Sweep, population_size: int | None = None
+    registry: Registry,
+    sweep: Sweep,
+    population_size: int | None = None,
+    points: Sequence[Point] | None = None,
 ) -> tuple[list[Job], list[Point]]:
-    """(jobs to run, points already finished). With ``population_size`` the seeds of each
-    setting train as populations of at most that many runs (one job each). An unfinished
-    run resumes, a population's members all in one job."""
+    """(jobs to run, points already finished) of the sweep (or of some of its ``points``).
+    With ``population_size`` the seeds of each setting train as populations of at most that
+    many runs (one job each). An unfinished run resumes, a population's members all in one
+    job."""
     runs = point_runs(registry, sweep)
     jobs, done = [], []
     new: dict[str, list[Point]] = {}
     unfinished: dict[str, tuple[str, list[Point]]] = {}
     """Population tag (or the run id of a solo run) -> (a run to resume, its points)."""
-    for point in sweep.points:
+    for point in sweep.points if points is None else points:
         run = runs.get(point.key)
         if run is None:
             new.setdefault(point.setting if population_size else point.key, []).append(point)
@@ -246,13 +255,25 @@ def pending_jobs(
 # ---- executors ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A job that ended: its `srpo` exit code and last error line."""
+
+    job: Job
+    code: int
+    error: str
+    lost: bool = False
+    """Its process vanished with its machine (a cluster node died, or the task was lost):
+    no exit code, and worth running again (the run resumes from its checkpoint)."""
+
+
 class Executor(Protocol):
     """Where jobs run. A cluster engine implements the same three methods."""
 
     def submit(self, job: Job, registry_url: str) -> None: ...
 
-    def finished(self) -> list[tuple[Job, int, str]]:
-        """Jobs that ended since the last call, with exit code and last error line."""
+    def finished(self) -> list[Ended]:
+        """Jobs that ended since the last call."""
         ...
 
     def stop(self) -> None:
@@ -285,14 +306,13 @@ class LocalExecutor:
         )
         self.running.append((job, proc))
 
-    def finished(self) -> list[tuple[Job, int, str]]:
+    def finished(self) -> list[Ended]:
         ended = [(job, proc) for job, proc in self.running if proc.poll() is not None]
         self.running = [(job, proc) for job, proc in self.running if proc.poll() is None]
         out = []
         for job, proc in ended:
             err = proc.stderr.read() if proc.stderr else ""
-            lines = [line for line in err.strip().splitlines() if line.strip()]
-            out.append((job, proc.returncode, lines[-1] if lines else ""))
+            out.append(Ended(job, proc.returncode, last_line(err)))
         return out
 
     def stop(self) -> None:
@@ -305,6 +325,12 @@ class LocalExecutor:
     @property
     def busy(self) -> int:
         return len(self.running)
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of a process's stderr (its error line)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _die_with_parent() -> None:

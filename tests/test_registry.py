@@ -295,11 +295,12 @@ print(run_id)
 
 
 def test_concurrent_writer_processes(tmp_path: Path, db_url: str) -> None:
-    """Four processes open a fresh registry (an empty file or database) at the same moment:
-    one creates the schema, the others wait for it (finding: on PostgreSQL, concurrent
-    CREATE TABLE failed with a duplicate key in pg_type)."""
+    """Eight processes (a sweep's trainers on a cluster) open a fresh registry (an empty file
+    or database) at the same moment: one creates the schema, the others wait for it
+    (finding: on PostgreSQL, concurrent CREATE TABLE failed with a duplicate key in
+    pg_type)."""
     url = db_url
-    writers = 4
+    writers = 8
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _WRITER, url, str(i), str(tmp_path)],
@@ -333,6 +334,6 @@ def test_concurrent_writer_processes(tmp_path: Path, db_url: str) -> None:
                 expected = f"{run.seed}-{info.step}" if info.step % 50 == 0 else "shared"
                 assert reg.read_checkpoint(info) == expected.encode()
             assert reg.get_policy(f"{run_id}/agent0").run_id == run_id
-        # 4 x 4 distinct payloads plus the one every writer shares.
+        # 4 distinct payloads per writer plus the one every writer shares.
         assert len(list(reg.artifact_dir.glob("*.pt"))) == writers * 4 + 1
         assert not list(reg.artifact_dir.glob(".tmp-*"))
