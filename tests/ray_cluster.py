@@ -36,8 +36,10 @@ ENV = {
 _ALIVE = """
 import logging, sys, ray
 ray.init(address=sys.argv[1], logging_level=logging.ERROR, log_to_driver=False)
-print(sum(1 for node in ray.nodes() if node["Alive"]))
+print("alive:", sum(1 for node in ray.nodes() if node["Alive"]), flush=True)
 """
+ALIVE_PREFIX = "alive: "
+"""Ray may print its own lines to stdout (at exit, too): the count is the line after this."""
 
 
 def ray_missing() -> str | None:
@@ -98,7 +100,10 @@ class LocalRayCluster:
         )
         if proc.returncode != 0:
             raise RuntimeError(f"cannot count the nodes: {proc.stderr[-2000:]}")
-        return int(proc.stdout.split()[-1])
+        counts = [line for line in proc.stdout.splitlines() if line.startswith(ALIVE_PREFIX)]
+        if not counts:
+            raise RuntimeError(f"cannot count the nodes: no count in {proc.stdout[-2000:]!r}")
+        return int(counts[-1].removeprefix(ALIVE_PREFIX))
 
     def workers(self) -> list[str]:
         """The live worker nodes (the head excluded)."""
