@@ -32,20 +32,24 @@ def checkout(commit: str, where: Path) -> Path:
     return path
 
 
-def train_row(code: Path, env: str, preset: str, algo: str, seconds: float) -> dict:
-    """`srpo bench`'s train row, the code imported from ``code``."""
-    args = ["bench", "--env", env, "--preset", preset, "--algo", algo, "--json"]
-    args += ["--seconds", str(seconds), "--batch", str(num_envs(code, env, preset, algo))]
-    out = subprocess.run(
-        [sys.executable, "-m", "srpo_cli.main", *args],
+def run_python(code: Path, *args: str) -> str:
+    """The stdout of ``python ARGS`` with ``code`` first on the import path."""
+    return subprocess.run(
+        [sys.executable, *args],
         env={**os.environ, "PYTHONPATH": str(code)},
         cwd=code,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    rows = [row for row in json.loads(out)["rows"] if row["kind"] == "train"]
-    return rows[0]
+
+
+def train_row(code: Path, env: str, preset: str, algo: str, seconds: float) -> dict:
+    """`srpo bench`'s train row, the code imported from ``code``."""
+    args = ["bench", "--env", env, "--preset", preset, "--algo", algo, "--json"]
+    args += ["--seconds", str(seconds), "--batch", str(num_envs(code, env, preset, algo))]
+    out = run_python(code, "-m", "srpo_cli.main", *args)
+    return [row for row in json.loads(out)["rows"] if row["kind"] == "train"][0]
 
 
 def num_envs(code: Path, env: str, preset: str, algo: str) -> int:
@@ -55,15 +59,7 @@ def num_envs(code: Path, env: str, preset: str, algo: str) -> int:
         f"print(resolve(presets=['{preset}'], flags={{'env': {{'name': '{env}'}}, "
         f"'algo': {{'name': '{algo}'}}}}).ppo.num_envs)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", snippet],
-        env={**os.environ, "PYTHONPATH": str(code)},
-        cwd=code,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return int(out.strip())
+    return int(run_python(code, "-c", snippet).strip())
 
 
 def main() -> None:
