@@ -103,7 +103,7 @@ class Cadence:
     run, so a resumed run keeps an uninterrupted one's schedule."""
 
     def __init__(self, every: int | None, env_steps: int) -> None:
-        self.every = every
+        self.every = every or 0
         self.next = (env_steps // every + 1) * every if every else None
 
     def due(self, env_steps: int) -> bool:
@@ -111,7 +111,7 @@ class Cadence:
 
     def passed(self, env_steps: int) -> None:
         """Skip to the first point after ``env_steps``."""
-        while self.next is not None and self.every and self.next <= env_steps:
+        while self.next is not None and self.next <= env_steps:
             self.next += self.every
 
 

@@ -11,7 +11,6 @@ over, each checked against the registry just before it goes.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import re
@@ -297,12 +296,11 @@ class LocalExecutor:
     def submit(self, job: Job, registry_url: str) -> None:
         env = {**os.environ, "SRPO_REGISTRY": registry_url}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "srpo_cli.main", *job.args],
+            [sys.executable, "-m", "srpo_core.tethered", str(os.getpid()), *job.args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_die_with_parent,
         )
         self.running.append((job, proc))
 
@@ -331,15 +329,6 @@ def last_line(text: str) -> str:
     """The last non-blank line of a process's stderr (its error line)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux for SIGTERM when the parent dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: children outlive a killed sweep, and a rerun resumes them
 
 
 def summary_row(registry: Registry, point: Point, run: RunInfo | None) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """``python -m srpo_core.tethered PARENT_PID ARGS...``: run ``srpo ARGS`` in a process that
 gets SIGTERM when its parent dies.
 
-A cluster task starts its `srpo` command this way rather than through a ``preexec_fn``
-(unsafe in a process with threads, as a Ray worker is): the kernel's parent-death signal
-(Linux) is set here, after the exec, and the parent's pid is checked afterwards so that a
-parent gone in between is noticed too. The `srpo` process then ends like an interrupted
-one (its runs record 'interrupted') when its task is killed; elsewhere than Linux it
-outlives it, and its lease keeps a second trainer off its runs until it ends.
+A sweep's jobs (local child processes and Ray tasks alike) start their `srpo` command this
+way rather than through a ``preexec_fn`` (unsafe in a process with threads, as a Ray worker
+is): the kernel's parent-death signal (Linux) is set here, after the exec, and the parent's
+pid is checked afterwards so that a parent gone in between is noticed too. The `srpo`
+process then ends like an interrupted one (its runs record 'interrupted') when its sweep or
+task is killed; elsewhere than Linux it outlives it, and its lease keeps a second trainer
+off its runs until it ends.
 """
 
 from __future__ import annotations

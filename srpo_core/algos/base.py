@@ -1,4 +1,7 @@
-"""What IPPO and SRPO share: one learner (hero) per agent, seeded components, state."""
+"""What every trainer reports per iteration (`Iteration`), the env factory it is given,
+and `Algorithm`, the frame of a trainer with one `ppo.Learner` per seat (the recurrent
+learners'; feed-forward runs train in `srpo_core.population`): seeded components,
+learners updating side by side, state."""
 
 from __future__ import annotations
 
@@ -9,11 +12,11 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
-from srpo_core.agents.networks import ActorCritic, NetSpec
+from srpo_core.agents.networks import ActorCritic
 from srpo_core.algos.ppo import Learner
 from srpo_core.config import Config
-from srpo_core.envs.base import BatchedEnv, Discrete
-from srpo_core.rollout import Seat, play_episodes
+from srpo_core.envs.base import BatchedEnv
+from srpo_core.rollout import Seat
 from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
 
@@ -37,8 +40,8 @@ class Iteration:
 
 
 class Algorithm:
-    """Trains one hero per role, except the seats given as ``fixed`` (frozen policies such
-    as a pretrained Tag runner), which play along but never learn."""
+    """Trains one hero per role (`make_heroes`), except the seats given as ``fixed``
+    (frozen policies), which play along but never learn."""
 
     name = ""
 
@@ -60,10 +63,6 @@ class Algorithm:
         probe = make_env(1, 0)
         self.agents = probe.agents
         self.action_spaces = probe.action_spaces
-        self.specs = [
-            self.net_spec(obs_dim, space, critic=True)
-            for obs_dim, space in zip(probe.obs_dims, probe.action_spaces, strict=True)
-        ]
         self.init_generator = make_generator(torch.device("cpu"), sub_seed(seed, "init"))
         self.heroes = self.make_heroes()
         self.generator = make_generator(device, sub_seed(seed, "sample"))
@@ -78,13 +77,8 @@ class Algorithm:
         self.setup()
 
     def make_heroes(self) -> dict[int, Learner]:
-        """The learner of each trained seat: one each here; policy sharing gives every
-        seat the same one."""
-        return {
-            i: Learner(self.build_net(spec), self.config.ppo)
-            for i, spec in enumerate(self.specs)
-            if i not in self.fixed
-        }
+        """The learner of each trained seat (by seat index)."""
+        raise NotImplementedError
 
     def setup(self) -> None:
         """Subclasses build their runners (and SRPO its adversaries) here."""
@@ -92,28 +86,6 @@ class Algorithm:
     def roles(self) -> dict[str, Learner]:
         """Each trained role's learner, by the name its policy is published under."""
         return {self.agents[i]: hero for i, hero in self.heroes.items()}
-
-    def seats(self, replace: dict[int, Seat] | None = None) -> list[Seat]:
-        """Who sits where: heroes and fixed policies, with ``replace`` overriding seats."""
-        chosen = {**{i: h.net for i, h in self.heroes.items()}, **self.fixed, **(replace or {})}
-        return [chosen[i] for i in range(len(self.agents))]
-
-    def net_spec(self, obs_dim: int, space, *, critic: bool) -> NetSpec:
-        net = self.config.net
-        return NetSpec(
-            obs_dim=obs_dim,
-            action_space=space,
-            hidden=tuple(net.hidden),
-            activation=net.activation,
-            shared_trunk=net.shared_trunk,
-            critic=critic,
-            log_std_init=net.log_std_init,
-        )
-
-    def build_net(self, spec: NetSpec) -> ActorCritic:
-        net = ActorCritic(spec)
-        net.reset_parameters(self.init_generator, orthogonal=self.config.net.ortho_init)
-        return net.to(self.device)
 
     def policies(self) -> dict[str, ActorCritic]:
         """The trained policy of each trained role: what checkpoints publish as partners."""
@@ -127,11 +99,9 @@ class Algorithm:
         raise NotImplementedError
 
     def evaluate(self, episodes: int, seed: int, final: bool = False) -> dict[str, float]:
-        """The trained agents playing together, one episode per env, with a seed of its own
-        (the training RNG is untouched). ``final``: the run's last evaluation."""
-        env = self.make_env(episodes, sub_seed(seed, "eval-env"), evaluation=True)
-        generator = make_generator(self.device, sub_seed(seed, "eval-actions"))
-        return play_episodes(env, self.seats(), generator).summary(self.agents, list(self.heroes))
+        """The trained agents playing, with a seed of its own (the training RNG untouched);
+        ``final``: the run's last evaluation."""
+        raise NotImplementedError
 
     def per_hero(self, job: Callable[[int], T]) -> dict[int, T]:
         """``job(i)`` for every learner (by its first seat i), side by side in threads with
@@ -152,15 +122,6 @@ class Algorithm:
         for learner in self.learners():
             for group in learner.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-
-    def action_metrics(self, agent: int, batch: dict[str, torch.Tensor], prefix: str) -> dict:
-        """Mean action probabilities over the rollout's states, for small action sets."""
-        space = self.action_spaces[agent]
-        if "probs" not in batch or not isinstance(space, Discrete) or space.n > 8:
-            return {}
-        labels = space.labels or tuple(str(a) for a in range(space.n))
-        probs = batch["probs"].tolist()
-        return {f"{prefix}p/{label}": p for label, p in zip(labels, probs, strict=True)}
 
     def state_dict(self) -> dict[str, Any]:
         """Optimiser, RNG and env state (hero weights travel as `policies`)."""
