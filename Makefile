@@ -60,6 +60,7 @@ ci-report: $(STAMP)
 # start`, from the dev extra) share one cluster, so they go to one worker (--dist loadgroup).
 test: $(STAMP)
 	$(BIN)/ruff check srpo_core srpo_cli tests docs/examples
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # Long checks (pyproject's `slow` marker): learning tests, the SmolLM2 debate test.
@@ -79,6 +80,7 @@ gpu-check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check srpo_core srpo_cli tests docs/examples
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV)

@@ -322,18 +322,18 @@ def _print_dry_run(plan, json_: bool, population_size: int | None) -> None:
 def _crossplay(reg, plan, runs, episodes: int, quiet: bool, player=None) -> list[dict[str, Any]]:
     """All pairs of the sweep's runs: TP and CP per setting (seatings played by ``player``
     where given: on the sweep's cluster)."""
-    from srpo_core import crossplay as cp
-    from srpo_core.pool import cell_means, tp_cp
-    from srpo_core.zoo import env_config_from
+    from srpo_core.evaluation import crossplay as cp
+    from srpo_core.evaluation.pool import cell_means, tp_cp
+    from srpo_core.zoo.games import env_config_from
 
     env_values = runs[0].config["env"]
     seats = cp.env_seats(env_config_from(env_values))
     pairs = cp.plan_pool(reg, runs, seats)
     setup = cp.Setup(env_values, episodes, 0)
-    report = cp.evaluate(reg, [s for _, _, s in pairs], setup, player=player)
+    played = cp.evaluate(reg, [s for _, _, s in pairs], setup, player=player)
     returns = cell_means(
         (row.id, col.id, o.metrics["return"])
-        for (row, col, _), o in zip(pairs, report.outcomes, strict=True)
+        for (row, col, _), o in zip(pairs, played.outcomes, strict=True)
     )
     setting = {run.id: point.setting for run, point in zip(runs, plan.points, strict=True)}
     groups = tp_cp(returns, setting)

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from srpo_core.cluster import check_reachable
+from srpo_core.errors import UserError
+
 if TYPE_CHECKING:
     from srpo_core.ray_executor import RayCluster
 
@@ -40,11 +43,20 @@ ResourcesOption = Annotated[
 
 @contextmanager
 def open_cluster(executor: str, address: str | None) -> Iterator[RayCluster | None]:
-    """The Ray cluster of ``--executor ray`` (None for local), disconnected on exit."""
+    """The Ray cluster of ``--executor ray`` (None for local), disconnected on exit; one
+    line when Ray is not installed or the cluster cannot be reached."""
     if executor != "ray":
         yield None
         return
-    from srpo_core.cluster import open_ray
-
-    with open_ray(address) as cluster:
+    check_reachable(address)
+    try:
+        from srpo_core import ray_executor  # Ray: an optional dependency
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] != "ray":
+            raise
+        raise UserError("--executor ray needs Ray: pip install 'srpo[ray]'") from None
+    cluster = ray_executor.RayCluster.connect(address)
+    try:
         yield cluster
+    finally:
+        cluster.close()

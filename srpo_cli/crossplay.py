@@ -55,16 +55,16 @@ def crossplay(
     """Play agents with partners they never trained with; results are stored and reused."""
     import torch
 
-    from srpo_core import crossplay as cp
     from srpo_core.cluster import (
         check_address,
         check_executor,
         parse_resources,
         seating_resources,
     )
+    from srpo_core.evaluation import crossplay as cp
     from srpo_core.query import parse_query, select_runs
     from srpo_core.registry import resolve_registry_url
-    from srpo_core.zoo import env_config_from
+    from srpo_core.zoo.games import env_config_from
 
     if (zoo is None) == (pool is None):
         raise UserError("give exactly one of --zoo NAME or --pool QUERY")
@@ -100,7 +100,7 @@ def crossplay(
         player = cluster.seating_player(reg, override) if cluster else None
         with _progress(disable=json_) as bar:
             task = bar.add_task("crossplay", total=None)
-            report = cp.evaluate(
+            played = cp.evaluate(
                 reg,
                 seatings,
                 setup,
@@ -109,7 +109,7 @@ def crossplay(
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
                 player=player,
             )
-    metrics = [o.metrics for o in report.outcomes]
+    metrics = [o.metrics for o in played.outcomes]
     if zoo is not None:
         rows = [_pair_row(run, s, kind, m) for (run, s, kind), m in zip(plan, metrics, strict=True)]
         summary = _zoo_summary(rows)
@@ -119,7 +119,7 @@ def crossplay(
             for (row, col, s), m in zip(pool_plan, metrics, strict=True)
         ]
         summary = _pool_summary(rows)
-    counts = {"played_episodes": report.played_episodes, "reused_results": report.reused}
+    counts = {"played_episodes": played.played_episodes, "reused_results": played.reused}
     if json_:
         print_json(
             {
@@ -140,8 +140,8 @@ def crossplay(
         _print_matrix(rows)
     _print_summary(summary)
     console.print(
-        f"{len(rows)} seatings: played {report.played_episodes:,} episodes, reused "
-        f"{report.reused} stored results",
+        f"{len(rows)} seatings: played {played.played_episodes:,} episodes, reused "
+        f"{played.reused} stored results",
         highlight=False,
     )
 
@@ -161,7 +161,7 @@ def _opened(cluster, url: str, request) -> Iterator[Any]:
 
 def _zoo_agents(reg, zoo, query) -> list:
     from srpo_core.query import parse_query, select_runs
-    from srpo_core.zoo import config_hash
+    from srpo_core.zoo.games import config_hash
 
     in_zoo = {reg.get_policy(m.policy_ref).run_id for m in zoo.members}
     runs = [
@@ -175,7 +175,7 @@ def _zoo_agents(reg, zoo, query) -> list:
 
 
 def _common_env(runs) -> dict[str, Any]:
-    from srpo_core.zoo import config_hash
+    from srpo_core.zoo.games import config_hash
 
     first = runs[0].config["env"]
     for run in runs[1:]:
@@ -222,7 +222,7 @@ def _zoo_summary(rows: list[dict]) -> list[dict[str, Any]]:
 def _pool_summary(rows: list[dict]) -> list[dict[str, Any]]:
     """Per (algo, tau) of the row runs: TP = diagonal entries, CP = the row runs with every
     other run of the pool (both methods pooled as partners, as in the paper)."""
-    from srpo_core.pool import cell_means, tp_cp
+    from srpo_core.evaluation.pool import cell_means, tp_cp
 
     returns = cell_means((r["agent_run"], r["partner_run"], r["return"]) for r in rows)
     groups = tp_cp(returns, {r["agent_run"]: (r["algo"], r["tau"]) for r in rows})
@@ -274,7 +274,7 @@ def _print_pairs(rows: list[dict]) -> None:
 
 
 def _print_matrix(rows: list[dict]) -> None:
-    from srpo_core.pool import cell_means
+    from srpo_core.evaluation.pool import cell_means
 
     runs = list(dict.fromkeys(r["agent_run"] for r in rows))
     cell = cell_means((r["agent_run"], r["partner_run"], r["return"]) for r in rows)

@@ -25,7 +25,7 @@ def equilibria(
 ) -> None:
     """All risk-averse quantal response equilibria of a 2-player matrix game."""
     from srpo_core import config as cfg
-    from srpo_core.equilibria import find_rqe
+    from srpo_core.envs.matrix.equilibria import find_rqe
 
     config = cfg.resolve(
         presets=[preset] if preset else [],

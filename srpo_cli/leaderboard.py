@@ -26,7 +26,7 @@ def leaderboard(
 ) -> None:
     """Rank agents by mean return with held-out partners (plus IQM, TP-CP drop, normalised
     score), from stored cross-play results only."""
-    from srpo_core import leaderboard as lb
+    from srpo_core.evaluation import leaderboard as lb
     from srpo_core.registry import Registry
 
     format_ = "json" if json_ else format_

@@ -29,7 +29,7 @@ from srpo_cli import (
 from srpo_cli.common import Interrupted, err_console, text
 from srpo_core.errors import UserError
 from srpo_core.redact import redact
-from srpo_core.registry.store import package_version
+from srpo_core.registry.provenance import package_version
 
 INTERRUPTED = 130
 """Typer's exit code for KeyboardInterrupt (128 + SIGINT)."""

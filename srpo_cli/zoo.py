@@ -84,7 +84,7 @@ def build(
     """Create a zoo, or add members to one that is not frozen yet."""
     from srpo_core.query import parse_query
     from srpo_core.registry import Registry
-    from srpo_core.zoo import MemberQuery, build_zoo
+    from srpo_core.zoo.build import MemberQuery, build_zoo
 
     try:
         fractions = tuple(float(x) for x in at.split(",") if x.strip())
@@ -189,7 +189,7 @@ def freeze(
 ) -> None:
     """Make a zoo immutable; prints its manifest hash (its identity in any registry)."""
     from srpo_core.registry import Registry
-    from srpo_core.zoo import freeze_zoo
+    from srpo_core.zoo.manifest import freeze_zoo
 
     with Registry(registry, create=False) as reg:
         zoo = freeze_zoo(reg, name)
@@ -209,7 +209,7 @@ def export(
 ) -> None:
     """Write a frozen zoo and its checkpoints into one self-contained archive."""
     from srpo_core.registry import Registry
-    from srpo_core.zoo_archive import export_zoo
+    from srpo_core.zoo.archive import export_zoo
 
     with Registry(registry, create=False) as reg:
         sha = export_zoo(reg, name, file)
@@ -230,7 +230,7 @@ def import_(
 ) -> None:
     """Import a zoo archive after verifying every hash; the zoo arrives frozen."""
     from srpo_core.registry import Registry
-    from srpo_core.zoo_archive import import_zoo, read_archive
+    from srpo_core.zoo.archive import import_zoo, read_archive
 
     if not file.is_file():
         raise UserError(f"no zoo archive at {file}")

@@ -18,15 +18,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from srpo_core.agents.load import load_policy, load_seats
-from srpo_core.agents.scripted import CATALOGUE, Scripted
+from srpo_core.agents.scripted import CATALOGUE
+from srpo_core.agents.seat import Seat
 from srpo_core.config import Config, resolve, with_seed
 from srpo_core.devices import resolve_device
 from srpo_core.envs import make_env
+from srpo_core.envs.family import Scripted
 from srpo_core.errors import UserError
 from srpo_core.learn import TrainResult
+from srpo_core.policy_loading import load_policy, load_seats
 from srpo_core.registry import Registry
-from srpo_core.rollout import Seat, play_episodes
+from srpo_core.rollout import play_episodes
 from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.train import resume, train, train_population
 
@@ -84,7 +86,7 @@ def add_partner(
     params: Mapping[str, Any] | None = None,
 ) -> str:
     """Make ``scripted:ENV/NAME`` a partner of this process: ``build(env_config)`` returns
-    an object with ``distribution(obs, mask) -> srpo_core.agents.distributions.Categorical``
+    an object with ``distribution(obs, mask) -> srpo_core.distributions.Categorical``
     for the seats whose names start with ``seat``. Usable wherever a policy ref is (`play`,
     zoos, cross-play, frozen seats) in this process; ``params`` are stored with it in the
     registry on first use. Returns the ref."""

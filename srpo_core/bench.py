@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from srpo_core.agents.distributions import Categorical
 from srpo_core.config import Config, with_seed
 from srpo_core.devices import resolve_device
+from srpo_core.distributions import Categorical
 from srpo_core.envs import make_env
 from srpo_core.envs.base import Box, Discrete
 from srpo_core.seeding import make_generator
@@ -88,8 +88,7 @@ def bench_env(config: Config, num_envs: int, seconds: float) -> BenchRow:
         steps += 10
     _sync(device)
     elapsed = time.perf_counter() - start
-    if hasattr(env, "close"):
-        env.close()
+    env.close()
     return BenchRow("env", num_envs, 1, steps * num_envs, elapsed)
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from srpo_core.agents.networks import ActorCritic, NetSpec
+from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSpec
 from srpo_core.errors import UserError
 
 FORMAT = 1
@@ -228,9 +230,6 @@ def expected_policy_state(net_spec: dict) -> dict[str, TensorInfo]:
     """The keys, shapes and dtypes of the weights of a network built from a stored policy
     spec's ``net`` (an MLP actor-critic, or a GRU one for kind "gru"), built on the meta
     device: no memory is allocated whatever its size."""
-    from srpo_core.agents.networks import ActorCritic, NetSpec  # not at import: no cycles
-    from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSpec
-
     with torch.device("meta"):
         if net_spec.get("kind") == "gru":
             net: torch.nn.Module = RecurrentActorCritic(RecurrentSpec.from_dict(net_spec))

@@ -7,7 +7,8 @@ driver). A registry shared by several machines must be a database server: SQLite
 holds on one machine only, so `check_shared_registry` refuses a SQLite registry on a cluster
 of more than one node (one node may use it). `Resources` is a task's request: CPUs and GPUs
 from its config (``run.threads``, ``run.device=cuda`` -> one GPU), then what ``--resources``
-says. Ray itself is imported only by `srpo_core.ray_executor`, through `open_ray`.
+says. Ray itself is imported only by `srpo_core.ray_executor` (opened by
+`srpo_cli.cluster_options.open_cluster`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,6 @@ from srpo_core.errors import UserError
 from srpo_core.redact import redact
 
 if TYPE_CHECKING:
-    from srpo_core.ray_executor import RayCluster
     from srpo_core.registry import Registry
 
 EXECUTORS = ("local", "ray")
@@ -188,21 +186,3 @@ def check_executor(executor: str, address: str | None, resources: str | None) ->
         raise UserError(f"--executor takes {' or '.join(EXECUTORS)}, got '{executor}'")
     if executor == "local" and (address is not None or resources is not None):
         raise UserError("--address and --resources go with --executor ray")
-
-
-@contextmanager
-def open_ray(address: str | None) -> Iterator[RayCluster]:
-    """A connection to the Ray cluster at ``address`` (see `srpo_core.ray_executor`), closed
-    on exit; one line when Ray is not installed or the cluster cannot be reached."""
-    check_reachable(address)
-    try:
-        from srpo_core import ray_executor
-    except ImportError as exc:
-        if (exc.name or "").split(".")[0] != "ray":
-            raise
-        raise UserError("--executor ray needs Ray: pip install 'srpo[ray]'") from None
-    cluster = ray_executor.RayCluster.connect(address)
-    try:
-        yield cluster
-    finally:
-        cluster.close()

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srpo_core.envs import ENVS
+from srpo_core.envs.family import EnvConfig
 from srpo_core.errors import UserError
 
 ALGOS = ("ippo", "srpo")
@@ -289,9 +291,7 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def env_config_class(name: str) -> type:
-    from srpo_core.envs import ENVS
-
+def env_config_class(name: str) -> type[EnvConfig]:
     if name not in ENVS:
         raise UserError(f"unknown env '{name}' (known: {', '.join(sorted(ENVS))})")
     return ENVS[name].config
@@ -299,8 +299,6 @@ def env_config_class(name: str) -> type:
 
 def default_layers(env: str) -> dict[str, Any]:
     """The env's default preset, the base layer of every run on that env."""
-    from srpo_core.envs import ENVS
-
     env_config_class(env)
     return load_preset(ENVS[env].default_preset)
 
@@ -385,8 +383,7 @@ def validate(config: Config) -> None:
     if ppo.critic_lr and config.net.shared_trunk:
         raise UserError("ppo.critic_lr needs separate actor and critic (net.shared_trunk = false)")
     _validate_recurrent(config)
-    if hasattr(config.env, "validate"):
-        config.env.validate()
+    config.env.validate()
 
 
 def _validate_recurrent(config: Config) -> None:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 from ray.exceptions import RayError, RayTaskError
@@ -40,11 +40,9 @@ from srpo_core.cluster import (
     task_env,
 )
 from srpo_core.errors import UserError
+from srpo_core.evaluation.crossplay import Seating, Setup, play_seating
 from srpo_core.registry import Registry
 from srpo_core.sweep import Ended, Job, last_line
-
-if TYPE_CHECKING:
-    from srpo_core.crossplay import Seating, Setup
 
 STOP_WAIT_S = 30.0
 """How long `RayExecutor.stop` waits for interrupted tasks to record their runs' status."""
@@ -256,8 +254,6 @@ _registries: dict[tuple[str, str], Registry] = {}
 def _seating_task(env: dict[str, str], seating: Seating, setup: Setup) -> tuple[str, Any]:
     """On a node: play one seating; ("ok", metrics) or ("error", the user error's line)."""
     import torch
-
-    from srpo_core.crossplay import play_seating
 
     try:
         check_artifacts_visible(env, ray.util.get_node_ip_address())

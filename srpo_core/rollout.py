@@ -13,22 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from srpo_core.agents.distributions import Categorical, Distribution
+from srpo_core.agents.seat import Seat
+from srpo_core.distributions import Categorical, Distribution
 from srpo_core.envs.base import BatchedEnv, Step, stack_info
-
-
-class Seat(Protocol):
-    """Optionally also ``bind(env, index)``: a seat that acts on the env's internal state
-    rather than on its observation (overcooked-ai's scripted agents) is bound to the env
-    before it acts there (`bind_seats`). And optionally ``observe(action, utility, done)``:
-    a seat with memory (a recurrent policy) hears after every step what it did, what it
-    got and which episodes ended (`observing`)."""
-
-    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution: ...
 
 
 def bind_seats(env: BatchedEnv, seats: list[Seat]) -> None:
@@ -131,9 +122,9 @@ class Runner:
     def step(self, actions: list[torch.Tensor]) -> tuple[Step, Episodes | None]:
         """Step the env; returns the step and the episodes it completed (None if none)."""
         step = self.advance(actions)
-        return step, self.count([step], *stack_steps([step]))
+        return step, self.tally([step], *stack_steps([step]))
 
-    def count(
+    def tally(
         self, steps: list[Step], reward: torch.Tensor, cost: torch.Tensor, done: torch.Tensor
     ) -> Episodes | None:
         """Add consecutive steps to the running sums (with their rewards, costs and dones
@@ -312,7 +303,7 @@ def collect(
             observe(joint[i], step.reward[i] - step.cost[i], step.done)
         steps.append(step)
     reward, cost, all_dones = stack_steps(steps)
-    finished = runner.count(steps, reward, cost, all_dones)
+    finished = runner.tally(steps, reward, cost, all_dones)
     all_utility = reward - cost
     all_acting = torch.stack(acting) if acting else None
     batches = []

@@ -16,18 +16,18 @@ from typing import Any, Protocol
 import torch
 
 from srpo_core import checkpoints, live_logs
-from srpo_core.agents.load import load_seat
 from srpo_core.algos.base import Iteration
 from srpo_core.algos.recurrent import RecurrentIPPO
 from srpo_core.config import Config, build_config
 from srpo_core.devices import resolve_device
-from srpo_core.envs import make_env
+from srpo_core.envs import ENVS, make_env
 from srpo_core.errors import UserError
 from srpo_core.learn import Members, Progress, TrainResult, learn
-from srpo_core.population.members import OWN_TRAINERS, check_population
+from srpo_core.policy_loading import load_seat
+from srpo_core.population.members import check_population
 from srpo_core.population.trainer import Population
 from srpo_core.registry import CheckpointInfo, Registry, RunInfo
-from srpo_core.zoo import partner_seats, refuse_held_out
+from srpo_core.zoo.training import partner_seats, refuse_held_out
 
 POPULATION_TAG = "population:"
 """Every member of a population carries the tag ``population:ID``."""
@@ -50,23 +50,24 @@ def build_recurrent(config: Config, registry: Registry | None) -> RecurrentIPPO:
         members = partner_seats(
             registry, config.train.partners[4:], env_config, factory(1, 0), device
         )
-    return RecurrentIPPO(config, factory, device, fixed_seats(config, registry, device), members)
+    frozen = load_frozen_seats(config, registry, device)
+    return RecurrentIPPO(config, factory, device, frozen, members)
 
 
-def fixed_seats(config: Config, registry: Registry | None, device: torch.device) -> dict:
+def load_frozen_seats(config: Config, registry: Registry | None, device: torch.device) -> dict:
     """The seats the env config freezes (e.g. a Tag runner), loaded by index; they play
     along without learning. Held-out zoo members are refused."""
     env_config = config.env
-    frozen = env_config.frozen_seats() if hasattr(env_config, "frozen_seats") else {}
-    if not frozen:
+    refs = env_config.frozen_seats()
+    if not refs:
         return {}
     probe = make_env(env_config, 1, device, 0)
-    fixed = {}
-    for seat, ref in frozen.items():
+    seats = {}
+    for seat, ref in refs.items():
         if registry is not None:
             refuse_held_out(registry, ref, f"the frozen {seat} of a training run")
         index = probe.agents.index(seat)
-        fixed[index] = load_seat(
+        seats[index] = load_seat(
             registry,
             ref,
             env_config=env_config,
@@ -74,7 +75,7 @@ def fixed_seats(config: Config, registry: Registry | None, device: torch.device)
             obs_dim=probe.obs_dims[index],
             device=device,
         )
-    return fixed
+    return seats
 
 
 class Trainable(Protocol):
@@ -98,7 +99,7 @@ class Trainable(Protocol):
 
 def has_own_trainer(config: Config) -> bool:
     """Runs the population trainer does not train: the LLM debate and recurrent policies."""
-    return config.env.name in OWN_TRAINERS or bool(config.net.recurrent)
+    return ENVS[config.env.name].trainer is not None or bool(config.net.recurrent)
 
 
 def build_trainable(config: Config, registry: Registry) -> tuple[Trainable, dict[str, dict]]:
@@ -106,10 +107,9 @@ def build_trainable(config: Config, registry: Registry) -> tuple[Trainable, dict
     it publishes. Models, data and frozen seats are loaded here, so bad input fails before
     a run row exists."""
     live_logs.check_available(config)
-    if config.env.name == "debate":  # LLM debate has its own trainer, not a BatchedEnv
-        from srpo_core.debate.run import build_trainer, policy_specs
-
-        return build_trainer(config), policy_specs(config)
+    family = ENVS[config.env.name]
+    if family.trainer is not None:  # a family without a batched env (the LLM debate)
+        return family.hook("trainer")(config)
     algo = build_recurrent(config, registry)
     specs = {
         role: {"net": net.spec.to_dict(), "env_config": asdict(config.env), "seats": [role]}
@@ -137,13 +137,12 @@ def iteration_size(config: Config) -> int:
 
 
 def _trained_seats(config: Config) -> int:
-    frozen = config.env.frozen_seats() if hasattr(config.env, "frozen_seats") else {}
+    frozen = config.env.frozen_seats()
     probe = make_env(config.env, 1, torch.device("cpu"), 0)
     try:
         return len(probe.agents) - len(frozen)
     finally:
-        if hasattr(probe, "close"):
-            probe.close()
+        probe.close()
 
 
 def budget_notice(config: Config) -> str | None:
@@ -164,11 +163,7 @@ def budget_notice(config: Config) -> str | None:
 def notices(config: Config) -> list[str]:
     """Lines to show before a new run of ``config`` starts: what it does that its flags do
     not say (a rounded-up budget, a default the env chose). Computing them changes nothing."""
-    lines = []
-    if hasattr(config.env, "notice"):
-        lines.append(config.env.notice())
-    lines.append(budget_notice(config))
-    return [line for line in lines if line]
+    return [line for line in (config.env.notice(), budget_notice(config)) if line]
 
 
 def train(
@@ -247,13 +242,13 @@ def build_population(configs: list[Config], registry: Registry | None = None) ->
     live_logs.check_available(config)
     device = resolve_device(config.run.device)
     torch.set_num_threads(config.run.threads)
-    return Population(configs, device, fixed_seats(config, registry, device))
+    return Population(configs, device, load_frozen_seats(config, registry, device))
 
 
 def population_specs(population: Population, config: Config) -> dict[str, dict]:
     """The spec of each policy a member publishes (as `build_trainable` gives a solo run's:
     a shared policy fits every trained seat)."""
-    trained = [a for i, a in enumerate(population.agents) if i not in population.fixed]
+    trained = [a for i, a in enumerate(population.agents) if i not in population.frozen]
     return {
         role: {
             "net": learner.net.spec.to_dict(),

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import distributions as D
 
-from srpo_core.agents.distributions import Categorical
 from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.config import AlgoSection, PPOSection, resolve
+from srpo_core.distributions import Categorical
 from srpo_core.envs.base import Discrete
 from srpo_core.population.members import Coefficients
 from srpo_core.population.updates import Role, adversary_update

@@ -63,7 +63,7 @@ def catalogue():
 def test_a_partner_added_in_python_plays_and_names_are_unique(registry_url, catalogue):
     class Uniform:
         def distribution(self, obs, mask=None):
-            from srpo_core.agents.distributions import Categorical
+            from srpo_core.distributions import Categorical
 
             return Categorical(obs.new_zeros(*obs.shape[:-1], 2), mask)
 

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from srpo_core import checkpoints
-from srpo_core.agents.load import load_policy
 from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSpec
 from srpo_core.checkpoints import Difference, check_policy_state, difference
 from srpo_core.config import resolve
 from srpo_core.envs.base import Box, Discrete
 from srpo_core.errors import UserError
+from srpo_core.policy_loading import load_policy
 from srpo_core.registry import Registry
 from srpo_core.train import resume, train
 from tests.conftest import Cli

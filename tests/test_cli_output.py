@@ -97,7 +97,7 @@ def test_a_narrow_terminal_hides_columns_instead_of_cutting_values(cli) -> None:
 
 
 def test_version(cli) -> None:
-    from srpo_core.registry.store import package_version
+    from srpo_core.registry.provenance import package_version
 
     assert cli("--version").stdout == f"srpo {package_version()}\n"
 

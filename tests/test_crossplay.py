@@ -9,15 +9,30 @@ import pytest
 import torch
 from scipy.stats import trim_mean
 
-from srpo_core.agents.load import load_policy
 from srpo_core.config import resolve
-from srpo_core.crossplay import Seating, Setup, env_seats, evaluate, plan_zoo, play_seating
 from srpo_core.errors import UserError
-from srpo_core.leaderboard import bootstrap_iqm, build_leaderboard, iqm, to_csv, to_markdown
+from srpo_core.evaluation.crossplay import (
+    Seating,
+    Setup,
+    env_seats,
+    evaluate,
+    plan_zoo,
+    play_seating,
+)
+from srpo_core.evaluation.leaderboard import (
+    bootstrap_iqm,
+    build_leaderboard,
+    iqm,
+    to_csv,
+    to_markdown,
+)
+from srpo_core.policy_loading import load_policy
 from srpo_core.query import parse_query
 from srpo_core.registry import Registry
 from srpo_core.train import train
-from srpo_core.zoo import MemberQuery, Pinned, build_zoo, config_hash, env_config_from
+from srpo_core.zoo.build import MemberQuery, build_zoo
+from srpo_core.zoo.games import config_hash, env_config_from
+from srpo_core.zoo.pinning import Pinned
 
 MATRIX = {"name": "matrix", "game": "collab-defect", "reward": None, "cost": None, "actions": None}
 UNIFORM = Pinned("random:matrix/uniform", None, None)
@@ -98,6 +113,33 @@ def test_results_are_stored_reused_and_reproducible(registry_url):
         other_seed = evaluate(reg, seatings[:1], Setup(zoo.env_config, 64, seed=6), workers=1)
         assert other_seed.played_episodes == 64  # another protocol is another result
         assert zoo.env_config_hash == config_hash(MATRIX)
+
+
+def test_stored_results_say_which_runs_played_and_whether_tp_or_cp(registry_url):
+    """Each stored result names the run of its agent and of each partner (None for a
+    built-in policy) and its kind, as the zoo plan labels its seatings."""
+    with Registry(registry_url) as reg:
+        runs = []
+        for seed in range(2):
+            flags = {"env": {"name": "matrix"}, "run": {"seed": seed, "steps": 1024}}
+            runs.append(train(resolve(flags=flags, sets=["run.eval_episodes=0"]), reg).run_id)
+        members = MemberQuery(runs=parse_query("seed=1"), random=True)
+        build_zoo(reg, "z", env="matrix", members=members)
+        zoo = reg.get_zoo("z")
+        seats = env_seats(env_config_from(zoo.env_config))
+        plan = plan_zoo(reg, zoo, [reg.get_run(runs[0])], seats)
+        setup = Setup(zoo.env_config, 16, seed=0)
+        evaluate(reg, [s for _, s, _ in plan], setup, workers=1)
+        stored = reg.crossplay_results(env_config_hash=zoo.env_config_hash, episodes=16, seed=0)
+        by_key = {record.key: record for record in stored}
+    assert sorted(kind for _, _, kind in plan) == ["cp", "cp", "cp", "cp", "tp", "tp"]
+    run_of = {f"{run}/{role}": run for run in runs for role in ("agent0", "agent1")}
+    run_of["random:matrix/uniform"] = None
+    for _, seating, kind in plan:
+        record = by_key[seating.key(setup.env_hash, 16, 0)]
+        ((seat, partner),) = seating.partners
+        assert (record.kind, record.agent_run) == (kind, runs[0])
+        assert record.partner_runs == {seat: run_of[partner.ref]}
 
 
 def test_iqm_matches_scipy_and_bootstrap_is_deterministic():

@@ -9,9 +9,9 @@ import torch
 
 from srpo_core import checkpoints
 from srpo_core import config as cfg
-from srpo_core.agents.load import load_policy
 from srpo_core.debate.models import load_causal_lm
 from srpo_core.debate.tiny import make_tiny_model
+from srpo_core.policy_loading import load_policy
 from srpo_core.registry import Registry
 from srpo_core.train import train
 

@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp, softmax
 
-from srpo_core.equilibria import Equilibrium, best_response, find_rqe
+from srpo_core.envs.matrix.equilibria import Equilibrium, best_response, find_rqe
 
 # Collaborate/defect (arXiv 2602.21515, Example 4.2): R = 1 if anyone collaborates, C costs 0.4.
 COLLAB_R = [[1.0, 1.0], [1.0, 0.0]]

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from srpo_core import checkpoints
-from srpo_core.agents.distributions import Categorical
-from srpo_core.agents.scripted import CATALOGUE, FleeRunner
+from srpo_core.agents.scripted import CATALOGUE
 from srpo_core.config import resolve
-from srpo_core.envs.tag import TagEnv
+from srpo_core.distributions import Categorical
+from srpo_core.envs.tag.env import TagEnv
+from srpo_core.envs.tag.runners import FleeRunner
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.rollout import play_episodes

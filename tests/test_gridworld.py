@@ -9,7 +9,7 @@ import torch
 
 from srpo_core.config import resolve
 from srpo_core.envs import ENVS
-from srpo_core.envs.gridworld import INFO_KEYS, GridworldEnv, GridworldEnvConfig
+from srpo_core.envs.gridworld.env import INFO_KEYS, GridworldEnv, GridworldEnvConfig
 from srpo_core.errors import UserError
 from srpo_core.rollout import Runner
 

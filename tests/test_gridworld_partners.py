@@ -1,4 +1,4 @@
-"""Scripted gridworld partners (`srpo_core.agents.gridworld_partners`): hand-computed actions
+"""Scripted gridworld partners (`srpo_core.envs.gridworld.partners`): hand-computed actions
 in hand-built situations, the task reached in self-play, sampling rates within 5 sigma,
 seeded reproducibility and the CLI."""
 
@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from srpo_core.agents.gridworld_partners import worker_actions
-from srpo_core.agents.load import load_seat
 from srpo_core.agents.random_policy import UniformPolicy
-from srpo_core.envs.gridworld import GridworldEnv, GridworldEnvConfig
+from srpo_core.envs.gridworld.env import GridworldEnv, GridworldEnvConfig
+from srpo_core.envs.gridworld.partners import worker_actions
+from srpo_core.policy_loading import load_seat
 from srpo_core.registry import Registry
 from srpo_core.rollout import play_episodes
 

@@ -10,12 +10,12 @@ import torch
 from hanabi_learning_environment import rl_env
 
 from srpo_core import checkpoints
-from srpo_core.agents.distributions import Categorical
-from srpo_core.agents.load import load_seat
 from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.config import resolve
-from srpo_core.envs.hanabi import HanabiEnv, HanabiEnvConfig
+from srpo_core.distributions import Categorical
+from srpo_core.envs.hanabi.env import HanabiEnv, HanabiEnvConfig
 from srpo_core.errors import UserError
+from srpo_core.policy_loading import load_seat
 from srpo_core.population.layout import split_roles
 from srpo_core.population.stacked import StackedNet, StackedSeat
 from srpo_core.population.trainer import HeroOrAdversary

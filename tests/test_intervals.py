@@ -4,8 +4,8 @@ from statistics import fmean
 
 import pytest
 
+from srpo_core.evaluation.pool import tp_cp
 from srpo_core.intervals import bootstrap_ci
-from srpo_core.pool import tp_cp
 
 
 def test_two_values_span_from_one_to_the_other():

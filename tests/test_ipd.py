@@ -6,14 +6,14 @@ import math
 import pytest
 import torch
 
-from srpo_core.agents.distributions import Categorical
 from srpo_core.agents.ipd_partners import PartnerPool
-from srpo_core.agents.load import load_policy, load_seat
-from srpo_core.agents.memory_one import MemoryOne, RandomMemoryOne, memory_one_distribution
 from srpo_core.algos.recurrent import Memory, play
 from srpo_core.config import resolve
-from srpo_core.envs.ipd import IpdEnv, IpdEnvConfig
+from srpo_core.distributions import Categorical
+from srpo_core.envs.ipd.env import IpdEnv, IpdEnvConfig
+from srpo_core.envs.ipd.memory_one import MemoryOne, RandomMemoryOne, memory_one_distribution
 from srpo_core.errors import UserError
+from srpo_core.policy_loading import load_policy, load_seat
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner
 from srpo_core.seeding import make_generator

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from srpo_core import checkpoints
-from srpo_core.agents.memory_one import PROBES, MemoryOne
 from srpo_core.agents.recurrent import RecurrentSeat
 from srpo_core.config import resolve
-from srpo_core.envs.ipd import IpdEnv, IpdEnvConfig
+from srpo_core.envs.ipd.env import IpdEnv, IpdEnvConfig
+from srpo_core.envs.ipd.memory_one import PROBES, MemoryOne
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner, collect
 from srpo_core.seeding import make_generator

@@ -18,18 +18,18 @@ import pytest
 import torch
 
 from srpo_core import checkpoints
-from srpo_core.agents.distributions import Categorical
-from srpo_core.agents.load import load_seat
 from srpo_core.config import resolve
-from srpo_core.envs.overcooked import (
+from srpo_core.distributions import Categorical
+from srpo_core.envs.overcooked.compat import import_overcooked
+from srpo_core.envs.overcooked.env import (
     ACTION_LABELS,
     OvercookedBatchedEnv,
     OvercookedEnvConfig,
     _Shard,
-    layout_planner,
 )
-from srpo_core.envs.overcooked_compat import import_overcooked
+from srpo_core.envs.overcooked.layouts import layout_planner
 from srpo_core.errors import UserError
+from srpo_core.policy_loading import load_seat
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner, collect, play_episodes
 from srpo_core.train import build_population, resume, train
@@ -398,7 +398,7 @@ def test_a_learner_trains_with_a_frozen_scripted_partner(backend):
         ],
     )
     population = build_population([config])
-    assert set(population.heroes) == {0} and set(population.fixed) == {1}
+    assert set(population.heroes) == {0} and set(population.frozen) == {1}
     runner, seats = population.runners[0], population.seats()
     _, episodes = collect(runner, seats, 64, population.generator, frozen=range(2))
     assert episodes.count == 2  # one 40-step episode per env

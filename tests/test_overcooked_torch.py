@@ -17,21 +17,17 @@ import torch
 from srpo_core import checkpoints
 from srpo_core.config import resolve
 from srpo_core.envs import make_env
-from srpo_core.envs.overcooked import (
-    OvercookedBatchedEnv,
-    OvercookedEnvConfig,
-    layout_names,
-    layout_planner,
-)
-from srpo_core.envs.overcooked_compat import import_overcooked
-from srpo_core.envs.overcooked_kitchen import configure_recipes, to_package_states
-from srpo_core.envs.overcooked_obs import feature_tables, featurized, lossless
-from srpo_core.envs.overcooked_scripted import AGENTS
-from srpo_core.envs.overcooked_torch import OvercookedTorchEnv
+from srpo_core.envs.overcooked.agents import PACKAGE_AGENTS
+from srpo_core.envs.overcooked.compat import import_overcooked
+from srpo_core.envs.overcooked.env import OvercookedBatchedEnv, OvercookedEnvConfig
+from srpo_core.envs.overcooked.kitchen import configure_recipes, to_package_states
+from srpo_core.envs.overcooked.layouts import layout_names, layout_planner
+from srpo_core.envs.overcooked.obs import feature_tables, featurized, lossless
+from srpo_core.envs.overcooked.torch_env import OvercookedTorchEnv
 from srpo_core.errors import UserError
 from srpo_core.registry import Registry
 from srpo_core.train import train
-from srpo_core.zoo import config_hash
+from srpo_core.zoo.games import config_hash
 
 Action = import_overcooked("mdp.actions").Action
 Recipe = import_overcooked("mdp.overcooked_mdp").Recipe
@@ -382,7 +378,7 @@ def test_scripted_partner_acts_the_same_on_both_backends_and_resumes():
     torch_env, pkg_env = backends(config, 3, seed=2)
     name = "greedy-boltzmann"
     for env in (torch_env, pkg_env):
-        env.attach_scripted(1, name, AGENTS[name])
+        env.attach_scripted(1, name, PACKAGE_AGENTS[name])
     generator = torch.Generator().manual_seed(1)
 
     def play(env, steps: int) -> list:
@@ -401,7 +397,7 @@ def test_scripted_partner_acts_the_same_on_both_backends_and_resumes():
     saved = torch_env.state_dict()
     resumed = OvercookedTorchEnv(dataclasses.replace(config, backend="torch"), 3, "cpu", seed=8)
     resumed.load_state_dict(saved)
-    resumed.attach_scripted(1, name, AGENTS[name])  # already attached by the state: a no-op
+    resumed.attach_scripted(1, name, PACKAGE_AGENTS[name])  # already attached by the state: a no-op
     got += play(resumed, 30)
     moved = 0
     for (a, x), (b, y) in zip(got, want, strict=True):
@@ -425,7 +421,7 @@ def test_a_population_members_slice_of_the_state_plays_on_alone():
     batch = OvercookedTorchEnv(config, 4, "cpu", seed=0)
     batch.split_generators([11, 12])
     batch.reset()
-    batch.attach_scripted(1, name, AGENTS[name])
+    batch.attach_scripted(1, name, PACKAGE_AGENTS[name])
     generator = torch.Generator().manual_seed(3)
     mine = torch.randint(6, (60, 4), generator=generator)
 

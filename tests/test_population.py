@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from srpo_core import checkpoints
-from srpo_core.agents.load import load_policy
 from srpo_core.config import resolve, with_seed
-from srpo_core.envs.quadratic import rqe_mean
+from srpo_core.envs.quadratic.env import rqe_mean
 from srpo_core.errors import UserError
+from srpo_core.policy_loading import load_policy
 from srpo_core.population.members import check_population
 from srpo_core.registry import Registry
 from srpo_core.train import population_runs, train_population

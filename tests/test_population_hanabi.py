@@ -7,7 +7,7 @@ import torch
 
 from srpo_core import checkpoints
 from srpo_core.config import resolve, with_seed
-from srpo_core.envs.hanabi import SEED_RANGE, HanabiEnv, HanabiEnvConfig
+from srpo_core.envs.hanabi.env import SEED_RANGE, HanabiEnv, HanabiEnvConfig
 from srpo_core.registry import Registry
 from srpo_core.train import build_population, train_population
 from tests.test_population import assert_same_run

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import distributions as D
 
-from srpo_core.agents.distributions import Categorical, DiagGaussian
 from srpo_core.agents.networks import ActorCritic, NetSpec
 from srpo_core.algos.ppo import Learner, clipped_surrogate, explained_variance, gae, turn_gae
 from srpo_core.config import PPOSection, resolve
+from srpo_core.distributions import Categorical, DiagGaussian
 from srpo_core.envs.base import Discrete
 from srpo_core.population.members import Coefficients
 from srpo_core.population.stacked import to_members

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from srpo_core.agents.load import load_policy
 from srpo_core.config import resolve
-from srpo_core.envs.quadratic import QuadraticEnv, rqe_mean
+from srpo_core.envs.quadratic.env import QuadraticEnv, rqe_mean
+from srpo_core.policy_loading import load_policy
 from srpo_core.registry import Registry
 from srpo_core.train import train
 

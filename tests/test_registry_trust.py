@@ -170,8 +170,42 @@ def pg_cli(tmp_path: Path, url: str, **env: str) -> Cli:
 def test_fresh_registry_is_created_at_head_and_matches_the_models(db_url: str) -> None:
     Registry(db_url).close()
     assert sql(db_url, "SELECT version_num FROM alembic_version") == [(head(),)]
-    assert head() == "0002"
+    assert head() == "0003"
     assert migration_diff(db_url) == []
+
+
+OLD_RESULTS = """
+INSERT INTO policies VALUES ('0123456789ab/agent0', '0123456789ab', 'agent0', 'matrix',
+    'trained', '{}', '2025-01-02 03:05:00');
+INSERT INTO policies VALUES ('0123456789ab/agent1', '0123456789ab', 'agent1', 'matrix',
+    'trained', '{}', '2025-01-02 03:05:00');
+INSERT INTO policies VALUES ('random:matrix/uniform', NULL, 'agent', 'matrix', 'random', '{}',
+    '2025-01-02 03:05:00');
+INSERT INTO crossplay_results VALUES ('own', 'matrix', 'h', '0123456789ab/agent0', 640, 's',
+    'agent0', '{"agent1":{"ref":"0123456789ab/agent1","sha256":"s","step":640}}', 8, 0,
+    '{"return":1.0}', '0.0.9', '2025-01-02 03:06:00');
+INSERT INTO crossplay_results VALUES ('random', 'matrix', 'h', '0123456789ab/agent0', 640,
+    's', 'agent0', '{"agent1":{"ref":"random:matrix/uniform","sha256":null,"step":null}}', 8,
+    0, '{"return":0.5}', '0.0.9', '2025-01-02 03:06:00');
+INSERT INTO crossplay_results VALUES ('scripted-agent', 'matrix', 'h', 'random:matrix/uniform',
+    NULL, NULL, 'agent1', '{"agent0":{"ref":"0123456789ab/agent0","sha256":"s","step":640}}',
+    8, 0, '{"return":0.5}', '0.0.9', '2025-01-02 03:06:00');
+"""
+
+
+def test_upgrade_fills_in_the_runs_and_kind_of_stored_crossplay_results(tmp_path: Path) -> None:
+    url = old_registry(tmp_path / "srpo.db", OLD_FIRST_TABLES, OLD_ZOO_TABLES, OLD_RESULTS)
+    Cli(tmp_path, url)("registry", "upgrade")
+    assert migration_diff(url) == []
+    with Registry(url, create=False) as reg:
+        stored = reg.crossplay_results(env_config_hash="h", episodes=8, seed=0)
+    found = {r.key: (r.agent_run, r.partner_runs, r.kind) for r in stored}
+    run = "0123456789ab"
+    assert found == {
+        "own": (run, {"agent1": run}, "tp"),
+        "random": (run, {"agent1": None}, "cp"),
+        "scripted-agent": (None, {"agent0": run}, "cp"),
+    }
 
 
 @pytest.mark.parametrize("zoo_tables", [True, False], ids=["unversioned", "before-zoos"])
@@ -184,7 +218,7 @@ def test_unversioned_registry_is_refused_read_only_and_migrated_by_a_writer(
     cli = Cli(tmp_path, url)
     line = one_error_line(cli("runs", "list", check=False))
     assert line == (
-        f"error: registry {url} has an unversioned schema, older than this srpo's (0002), and "
+        f"error: registry {url} has an unversioned schema, older than this srpo's (0003), and "
         "this command does not change it: upgrade it with `srpo registry upgrade` "
         "or any command that creates runs"
     )
@@ -192,7 +226,7 @@ def test_unversioned_registry_is_refused_read_only_and_migrated_by_a_writer(
 
     if zoo_tables:  # upgraded by hand
         out = cli("registry", "upgrade").stdout
-        assert out == f"registry {url} has schema version 0002\n"
+        assert out == f"registry {url} has schema version 0003\n"
     else:  # upgraded by the first command that writes
         cli("train", *TRAIN, "--steps", "1024")
     assert migration_diff(url) == []
@@ -213,7 +247,7 @@ def test_future_schema_version_is_refused(tmp_path: Path, db_url: str) -> None:
         run_id = reg.create_run(env="matrix", algo="ippo", tau=0, eps=0, seed=0, config={})
     sql(db_url, "UPDATE alembic_version SET version_num = '0099'")
     message = (
-        f"registry {shown} has schema version 0099, newer than this srpo supports (0002): "
+        f"registry {shown} has schema version 0099, newer than this srpo supports (0003): "
         "upgrade srpo"
     )
     for create in (True, False):

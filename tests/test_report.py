@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from srpo_core.config import resolve
-from srpo_core.crossplay import Setup, env_seats, evaluate, plan_pool, plan_zoo
 from srpo_core.errors import UserError
-from srpo_core.pool import stored_pool
+from srpo_core.evaluation.crossplay import Setup, env_seats, evaluate, plan_pool, plan_zoo
+from srpo_core.evaluation.pool import stored_pool
 from srpo_core.query import parse_query
 from srpo_core.registry import Registry
 from srpo_core.report import (
@@ -29,7 +29,8 @@ from srpo_core.report import (
 )
 from srpo_core.report import format_number as f3
 from srpo_core.train import train
-from srpo_core.zoo import MemberQuery, build_zoo, config_hash, env_config_from
+from srpo_core.zoo.build import MemberQuery, build_zoo
+from srpo_core.zoo.games import config_hash, env_config_from
 from tests.conftest import Cli
 
 EPISODES = 40

@@ -16,7 +16,7 @@ import pytest
 from srpo_core.query import parse_query
 from srpo_core.registry import Registry
 from srpo_core.report import FORMAT_MARKER, Missing, check_report, missing_data
-from srpo_core.zoo import MemberQuery, build_zoo
+from srpo_core.zoo.build import MemberQuery, build_zoo
 from tests.conftest import Cli
 from tests.test_report import SETTINGS, _run, _section
 

@@ -45,7 +45,7 @@ from srpo_core.report import format_number
 from srpo_core.report.curves import learning_curves
 from srpo_core.report.selection import settings
 from srpo_core.report.statistics import collect, score_stats
-from srpo_core.zoo import config_hash
+from srpo_core.zoo.games import config_hash
 
 # Runs x tasks, as rliable takes them.
 A = np.array(

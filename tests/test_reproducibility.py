@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from srpo_core.agents.load import load_policy
 from srpo_core.config import resolve
+from srpo_core.policy_loading import load_policy
 from srpo_core.registry import Registry
 from srpo_core.train import train
 

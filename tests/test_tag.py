@@ -14,8 +14,8 @@ from mpe2 import simple_tag_v3
 
 from srpo_core.envs import ENVS, make_env
 from srpo_core.envs.base import Box, Discrete
-from srpo_core.envs.tag import TagEnv, TagEnvConfig
-from srpo_core.envs.tag_batched import TagBatchedEnv
+from srpo_core.envs.tag.env import TagEnv, TagEnvConfig
+from srpo_core.envs.tag.torch_env import TagBatchedEnv
 from srpo_core.errors import UserError
 
 MAX_CYCLES = 100

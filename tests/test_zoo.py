@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from srpo_core import checkpoints
-from srpo_core.agents.load import load_policy
 from srpo_core.config import resolve
 from srpo_core.errors import UserError
+from srpo_core.policy_loading import load_policy
 from srpo_core.query import parse_query, select_runs
 from srpo_core.registry import Registry
 from srpo_core.train import build_population, train
-from srpo_core.zoo import MemberQuery, build_zoo, freeze_zoo, manifest, manifest_sha256
-from srpo_core.zoo_archive import export_zoo, import_zoo, read_archive
+from srpo_core.zoo.archive import export_zoo, import_zoo, read_archive
+from srpo_core.zoo.build import MemberQuery, build_zoo
+from srpo_core.zoo.manifest import freeze_zoo, manifest, manifest_sha256
 
 # 1024 one-step games per iteration: checkpoints at 1024, 2048, 3072, 4096 env steps.
 TINY = ["run.steps=4096", "run.checkpoint_every=1024", "run.eval_episodes=0", "run.log_every=4"]

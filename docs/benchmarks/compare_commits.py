@@ -17,31 +17,46 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def checkout(commit: str, where: Path) -> Path:
-    """A detached worktree of ``commit`` under ``where``."""
-    path = where / commit
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), commit],
-        check=True,
-    )
-    return path
+@contextmanager
+def checkouts(commits: dict[str, str], where: Path) -> Iterator[dict[str, Path]]:
+    """Detached worktrees under ``where``, by name (``{"base": commit, ...}``), removed on
+    exit."""
+    paths: dict[str, Path] = {}
+    try:
+        for name, commit in commits.items():
+            paths[name] = where / name
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(paths[name]),
+                 commit],
+                check=True,
+            )  # fmt: skip
+        yield paths
+    finally:
+        for path in paths.values():
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False
+            )
 
 
 def run_python(code: Path, *args: str) -> str:
     """The stdout of ``python ARGS`` with ``code`` first on the import path."""
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, *args],
         env={**os.environ, "PYTHONPATH": str(code)},
         cwd=code,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
+    )
+    if done.returncode != 0:
+        sys.exit(f"python {' '.join(args)} failed in {code}:\n{done.stderr.strip()}")
+    return done.stdout
 
 
 def train_row(code: Path, env: str, preset: str, algo: str, seconds: float) -> dict:
@@ -74,9 +89,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        sides = {name: checkout(commit, Path(tmp)) for name, commit in
-                 (("base", args.base), ("head", args.head))}  # fmt: skip
-        try:
+        commits = {"base": args.base, "head": args.head}
+        with checkouts(commits, Path(tmp)) as sides:
             best: dict[tuple[str, str], float] = {}
             for _ in range(args.rounds):
                 for case in args.case:
@@ -84,12 +98,6 @@ def main() -> None:
                     for name, code in sides.items():
                         sps = train_row(code, env, preset, algo, args.seconds)["steps_per_second"]
                         best[case, name] = max(best.get((case, name), 0.0), sps)
-        finally:
-            for code in sides.values():
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(code)],
-                    check=False,
-                )
     rows = [
         {
             "case": case,

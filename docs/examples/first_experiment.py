@@ -18,7 +18,7 @@ import tempfile
 import torch
 
 from srpo_core import api
-from srpo_core.agents.distributions import Categorical
+from srpo_core.distributions import Categorical
 
 
 class AlwaysDefect:

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from srpo_core.agents.memory_one import memory_one_distribution
+from srpo_core.agents.seat import Seat
 from srpo_core.envs.base import Step
-from srpo_core.rollout import Seat
+from srpo_core.envs.ipd.memory_one import memory_one_distribution
 
 KIND_WEIGHTS = {
     "learners-only": (1.0, 0.0, 0.0),

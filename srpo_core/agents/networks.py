@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
+from srpo_core.distributions import Categorical, DiagGaussian, Distribution
 from srpo_core.envs.base import ActionSpace, Box, Discrete
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
+from srpo_core.distributions import Categorical, DiagGaussian, Distribution
 from srpo_core.envs.base import ActionSpace, Discrete
 
 

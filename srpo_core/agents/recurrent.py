@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from srpo_core.agents.distributions import Categorical
+from srpo_core.distributions import Categorical
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from srpo_core.agents.networks import ActorCritic
+from srpo_core.agents.seat import Seat
 from srpo_core.algos.ppo import Learner
 from srpo_core.config import Config
 from srpo_core.envs.base import BatchedEnv
-from srpo_core.rollout import Seat
 from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
 
@@ -40,7 +40,7 @@ class Iteration:
 
 
 class Algorithm:
-    """Trains one hero per role (`make_heroes`), except the seats given as ``fixed``
+    """Trains one hero per role (`make_heroes`), except the seats given as ``frozen``
     (frozen policies), which play along but never learn."""
 
     name = ""
@@ -50,13 +50,13 @@ class Algorithm:
         config: Config,
         make_env: EnvFactory,
         device: torch.device,
-        fixed: dict[int, Seat] | None = None,
+        frozen: dict[int, Seat] | None = None,
         pool_members: list[list[Seat]] | None = None,
     ) -> None:
         self.config = config
         self.make_env = make_env
         self.device = device
-        self.fixed = dict(fixed or {})
+        self.frozen = dict(frozen or {})
         self.pool_members = pool_members
         """Per seat, the zoo members learners may meet (``train.partners=zoo:NAME``)."""
         seed = config.run.seed

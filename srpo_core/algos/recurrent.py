@@ -20,14 +20,14 @@ from typing import Any
 
 import torch
 
-from srpo_core.agents.distributions import Categorical
 from srpo_core.agents.ipd_partners import KIND_WEIGHTS, PartnerPool
-from srpo_core.agents.memory_one import PROBES
 from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSpec
 from srpo_core.algos.base import Algorithm, Iteration, prefixed
 from srpo_core.algos.ppo import Learner, explained_variance, gae
+from srpo_core.distributions import Categorical
 from srpo_core.envs.base import Discrete
-from srpo_core.envs.ipd import IDENTITY, C
+from srpo_core.envs.ipd.env import IDENTITY, C
+from srpo_core.envs.ipd.memory_one import PROBES
 from srpo_core.errors import UserError
 from srpo_core.rollout import Runner
 from srpo_core.seeding import make_generator, sub_seed
@@ -241,7 +241,7 @@ class RecurrentIPPO(Algorithm):
     name = "ippo"
 
     def make_heroes(self) -> dict[int, Learner]:
-        if self.fixed:
+        if self.frozen:
             raise UserError("recurrent learners do not play with frozen seats yet")
         net = self.config.net
         heroes = {}

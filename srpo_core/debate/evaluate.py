@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from srpo_core.agents.load import checkpoint_state
 from srpo_core.debate.data import Problem, generate_problems, load_gsm8k
-from srpo_core.debate.models import LoraSpec, Roster, Seat
+from srpo_core.debate.models import Debater, LoraSpec, Roster
 from srpo_core.debate.rollout import play_debate
 from srpo_core.errors import UserError
+from srpo_core.policy_loading import checkpoint_state
 from srpo_core.registry import NotFoundError, PolicyInfo, Registry
 from srpo_core.seeding import make_generator
 
@@ -157,7 +157,7 @@ class PairResult:
 
 def evaluate_pair(
     roster: Roster,
-    seats: tuple[Seat, Seat],
+    seats: tuple[Debater, Debater],
     problems: list[Problem],
     *,
     rounds: int,
@@ -218,7 +218,7 @@ def evaluate_policies(
     for position, policy in enumerate((first, second)):
         base = roster.base_of(policy.model_dir)
         if policy.adapter is None:
-            seats.append(Seat(base, None))
+            seats.append(Debater(base, None))
             continue
         if policy.lora is None:
             raise UserError(f"policy {policy.name} has adapter weights but no LoRA shape")

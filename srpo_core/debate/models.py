@@ -2,7 +2,7 @@
 
 `load_causal_lm` is the one loading function (production and tests): local files only,
 never a hub download. A `Roster` holds each distinct base model once, with named LoRA
-adapters on it; a `Seat` says which base and adapter (None = the untuned base) plays.
+adapters on it; a `Debater` says which base and adapter (None = the untuned base) plays.
 
 peft's `set_adapter` marks only the active adapter trainable, so each adapter gets its own
 optimiser over its own parameters (collected by name, whatever their requires_grad): one
@@ -92,7 +92,7 @@ class LoraSpec:
 
 
 @dataclass(frozen=True)
-class Seat:
+class Debater:
     base: int
     """Index of the base model in the roster."""
     adapter: str | None
@@ -126,7 +126,7 @@ class Roster:
     def base_of(self, model_dir: str) -> int:
         return self._index[str(Path(model_dir).resolve())]
 
-    def add_adapter(self, base: int, name: str, lora: LoraSpec, seed: int) -> Seat:
+    def add_adapter(self, base: int, name: str, lora: LoraSpec, seed: int) -> Debater:
         """A new LoRA adapter (B = 0: it starts as the base model), its random A drawn from
         ``seed`` (peft draws from torch's global RNG, so that RNG is forked and restored)."""
         from peft import PeftModel, get_peft_model
@@ -140,10 +140,10 @@ class Roster:
             else:
                 holder.model = get_peft_model(holder.model, lora.peft_config(), adapter_name=name)
         holder.model.to(self.device).eval()
-        return Seat(base, name)
+        return Debater(base, name)
 
     @contextmanager
-    def active(self, seat: Seat) -> Iterator[tuple[Any, Any]]:
+    def active(self, seat: Debater) -> Iterator[tuple[Any, Any]]:
         """(model, tokenizer) with the seat's adapter active (or every adapter off)."""
         holder = self.bases[seat.base]
         if seat.adapter is None:
@@ -156,22 +156,22 @@ class Roster:
         holder.model.set_adapter(seat.adapter)
         yield holder.model, holder.tokenizer
 
-    def tokenizer(self, seat: Seat) -> Any:
+    def tokenizer(self, seat: Debater) -> Any:
         return self.bases[seat.base].tokenizer
 
-    def parameters(self, seat: Seat) -> list[torch.nn.Parameter]:
+    def parameters(self, seat: Debater) -> list[torch.nn.Parameter]:
         """The adapter's own parameters, named `...lora_A.<adapter>.weight` by peft."""
         marker = f".{seat.adapter}."
         return [p for n, p in self.bases[seat.base].model.named_parameters() if marker in n]
 
-    def adapter_state(self, seat: Seat) -> dict[str, torch.Tensor]:
+    def adapter_state(self, seat: Debater) -> dict[str, torch.Tensor]:
         """The adapter's weights, keyed without the adapter name (portable across names)."""
         from peft import get_peft_model_state_dict
 
         state = get_peft_model_state_dict(self.bases[seat.base].model, adapter_name=seat.adapter)
         return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
-    def load_adapter_state(self, seat: Seat, state: dict[str, torch.Tensor]) -> None:
+    def load_adapter_state(self, seat: Debater, state: dict[str, torch.Tensor]) -> None:
         from peft import set_peft_model_state_dict
 
         model = self.bases[seat.base].model

@@ -13,13 +13,13 @@ import torch
 from srpo_core.debate.answers import is_correct
 from srpo_core.debate.data import Problem
 from srpo_core.debate.generation import Generation, generate
-from srpo_core.debate.models import Roster, Seat
+from srpo_core.debate.models import Debater, Roster
 from srpo_core.debate.prompts import round_prompts
 
 
 @dataclass
 class Turn:
-    seat: Seat
+    seat: Debater
     gen: Generation
     correct: torch.Tensor
     """(B,) 1.0 where this turn's answer equals the reference."""
@@ -38,7 +38,7 @@ class Debate:
 
 def play_debate(
     roster: Roster,
-    seats: tuple[Seat, Seat],
+    seats: tuple[Debater, Debater],
     problems: list[Problem],
     *,
     rounds: int,

@@ -16,6 +16,11 @@ from srpo_core.debate.trainer import AGENTS, DebateTrainer
 from srpo_core.devices import resolve_device
 
 
+def own_trainer(config: Config) -> tuple[DebateTrainer, dict[str, dict]]:
+    """The debate family's `EnvFamily.trainer` hook: the trainer and its policies' specs."""
+    return build_trainer(config), policy_specs(config)
+
+
 def build_trainer(config: Config) -> DebateTrainer:
     device = resolve_device(config.run.device)
     torch.set_num_threads(config.run.threads)

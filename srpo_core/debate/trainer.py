@@ -45,7 +45,7 @@ from srpo_core.debate.generation import (
     token_kl,
     token_logprobs,
 )
-from srpo_core.debate.models import LoraSpec, Roster, Seat
+from srpo_core.debate.models import Debater, LoraSpec, Roster
 from srpo_core.debate.rollout import Debate, Turn, play_debate
 from srpo_core.errors import UserError
 from srpo_core.seeding import make_generator, sub_seed
@@ -97,16 +97,16 @@ class Sample:
     targets: torch.Tensor
     """(rounds, B) value-head targets: each turn's return from its first token."""
     old_logp: list[torch.Tensor] = field(default_factory=list)
-    partner: Seat | None = None
+    partner: Debater | None = None
     """Adversaries with the loss-placed KL: the partner policy the KL points to."""
     kl_mean: float | None = None
     """Adversaries: mean per-token KL to the partner in the rollout."""
 
 
-class Learner:
+class DebateLearner:
     """One adapter, its optimiser and (env.advantage = "value") its value head."""
 
-    def __init__(self, roster: Roster, seat: Seat, config: Config, entropy: float) -> None:
+    def __init__(self, roster: Roster, seat: Debater, config: Config, entropy: float) -> None:
         self.seat = seat
         self.entropy = entropy
         params = roster.parameters(seat)
@@ -165,7 +165,7 @@ class DebateTrainer:
         bases = [self.roster.base_of(d) for d in dirs]
         self.lora = LoraSpec(env.lora_rank, env.lora_alpha, tuple(env.lora_targets))
         seed = config.run.seed
-        self.seats: dict[str, Seat] = {}
+        self.seats: dict[str, Debater] = {}
         for i, role in enumerate(AGENTS):
             self.seats[role] = self.roster.add_adapter(
                 bases[i], role, self.lora, sub_seed(seed, f"lora/{role}")
@@ -182,7 +182,7 @@ class DebateTrainer:
                     self.roster.load_adapter_state(self.seats[role], state)
         adversary_entropy = algo.eps if algo.adversary_entropy == "eps" else 0.0
         self.learners = {
-            role: Learner(
+            role: DebateLearner(
                 self.roster, seat, config, adversary_entropy if role in ADVERSARIES else algo.eps
             )
             for role, seat in self.seats.items()
@@ -204,7 +204,7 @@ class DebateTrainer:
         env = self.config.env
         agents = (self.seats["agent0"], self.seats["agent1"])
 
-        def play(seats: tuple[Seat, Seat]):
+        def play(seats: tuple[Debater, Debater]):
             return evaluate_pair(
                 self.roster,
                 seats,
@@ -217,7 +217,7 @@ class DebateTrainer:
         metrics = play(agents).metrics()
         if final:
             for i, role in enumerate(AGENTS):
-                partner = Seat(agents[1 - i].base, None)
+                partner = Debater(agents[1 - i].base, None)
                 result = play((agents[0], partner) if i == 0 else (partner, agents[1]))
                 metrics[f"{role}/untuned_partner/accuracy"] = result.accuracy[i]
                 metrics[f"{role}/untuned_partner/joint_accuracy"] = result.joint_accuracy
@@ -262,7 +262,7 @@ class DebateTrainer:
                 metrics |= {f"{role}/{k}": v for k, v in stats.items()}
         return Iteration(metrics=metrics, env_steps=env_steps, hero_samples=env.batch_size)
 
-    def _play(self, seats: tuple[Seat, Seat], problems: list[Problem]) -> Debate:
+    def _play(self, seats: tuple[Debater, Debater], problems: list[Problem]) -> Debate:
         env = self.config.env
         return play_debate(
             self.roster,
@@ -280,7 +280,7 @@ class DebateTrainer:
         return returns_to_go(shaped_rewards(team, env.round_shaping), self.config.ppo.gamma)
 
     @torch.no_grad()
-    def _scores(self, learner: Learner, turns: list[Turn], partner: Seat | None = None):
+    def _scores(self, learner: DebateLearner, turns: list[Turn], partner: Debater | None = None):
         """Per round: old log-probs (B, T); value predictions (rounds, B) or None; and, given
         a ``partner``, the KL (B, T) to it. Rows go through the model env.forward_batch at
         a time, so only that many rows of vocabulary-sized logits exist at once."""
@@ -353,7 +353,7 @@ class DebateTrainer:
         return sample
 
     @torch.no_grad()
-    def _logits(self, seat: Seat, gen: Generation) -> torch.Tensor:
+    def _logits(self, seat: Debater, gen: Generation) -> torch.Tensor:
         with self.roster.active(seat) as (model, _):
             return response_logits(model, gen)
 
@@ -366,7 +366,7 @@ class DebateTrainer:
 
     # ---- PPO on one adapter ------------------------------------------------------------
 
-    def _update(self, learner: Learner, sample: Sample) -> dict[str, float]:
+    def _update(self, learner: DebateLearner, sample: Sample) -> dict[str, float]:
         ppo, env = self.config.ppo, self.config.env
         advantages = sample.advantages
         if ppo.norm_adv:
@@ -392,7 +392,9 @@ class DebateTrainer:
             out["kl_partner"] = sample.kl_mean
         return out
 
-    def _accumulate(self, learner: Learner, sample: Sample, advantages, rows) -> dict[str, float]:
+    def _accumulate(
+        self, learner: DebateLearner, sample: Sample, advantages, rows
+    ) -> dict[str, float]:
         """Gradients of one minibatch's loss, env.forward_batch rows of one round at a time:
         PPO-clip and entropy as means over the minibatch's generated tokens (each piece
         weighted by its share of them), the loss-placed KL likewise, the value loss as a

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
+from srpo_core.distributions import Categorical, DiagGaussian, Distribution
 from srpo_core.population.stacked import to_members
 
 Batch = dict[str, torch.Tensor]

@@ -13,6 +13,7 @@ import dataclasses
 import torch
 
 from srpo_core.config import Config, flatten_config
+from srpo_core.envs import ENVS
 from srpo_core.errors import UserError
 
 PER_MEMBER = (
@@ -28,14 +29,6 @@ PER_MEMBER = (
     "ppo.max_grad_norm",
     "ppo.adam_eps",
 )
-FAMILIES = ("matrix", "quadratic", "gridworld", "tag", "hanabi", "overcooked")
-"""Env families whose envs split their random numbers by member (`BatchedEnv.rand`,
-`BatchedEnv.randint`); Tag with its vectorized backend only, Overcooked with its torch
-backend only."""
-OWN_TRAINERS = ("debate",)
-"""Env families trained by a trainer of their own (the LLM debate), not as populations."""
-MEMBER_SEEDED_BACKENDS = {"tag": "vectorized", "overcooked": "torch"}
-"""The backend a family's populations need (its other backends step packages' objects)."""
 
 
 def shared_key(config: Config) -> dict:
@@ -51,7 +44,8 @@ def check_population(configs: list[Config]) -> None:
     if not configs:
         raise UserError("a population needs at least one member")
     first = configs[0]
-    if first.env.name in OWN_TRAINERS:
+    family = ENVS[first.env.name]
+    if family.trainer is not None:
         raise UserError(
             f"env {first.env.name} has a trainer of its own; train its seeds one run each"
         )
@@ -77,17 +71,18 @@ def check_population(configs: list[Config]) -> None:
 
 
 def _check_member_seeded(first: Config) -> None:
-    backend = getattr(first.env, "backend", None)
-    needed = MEMBER_SEEDED_BACKENDS.get(first.env.name)
-    if needed is not None and backend != needed:
+    family = ENVS[first.env.name]
+    needed = family.population_backend
+    if needed is not None and first.env.backend != needed:
         raise UserError(
-            f"{first.env.name}'s {backend} backend cannot train as a population: use "
+            f"{first.env.name}'s {first.env.backend} backend cannot train as a population: use "
             f"--set env.backend={needed} (the same env, bit for bit)"
         )
-    if first.env.name not in FAMILIES:
+    if not family.populations:
+        can = [name for name, other in ENVS.items() if other.populations]
         raise UserError(
             f"env {first.env.name} cannot train as a population yet (families that can: "
-            f"{', '.join(FAMILIES)}); train its seeds one run each"
+            f"{', '.join(can)}); train its seeds one run each"
         )
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from srpo_core.agents.distributions import Categorical, DiagGaussian, Distribution
 from srpo_core.agents.networks import ActorCritic, NetSpec
+from srpo_core.distributions import Categorical, DiagGaussian, Distribution
 
 SIGMOID_TANH_FROM = 4096
 """Per-member activations from which tanh is computed as 2 sigmoid(2x) - 1: torch's CPU

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from srpo_core.agents.distributions import Distribution
+from srpo_core.distributions import Distribution
 from srpo_core.population.layout import Batch
 from srpo_core.population.stacked import StackedNet
 

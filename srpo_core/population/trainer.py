@@ -46,11 +46,12 @@ from typing import Any
 
 import torch
 
-from srpo_core.agents.distributions import Categorical, Distribution
 from srpo_core.agents.networks import ActorCritic, NetSpec
+from srpo_core.agents.seat import Seat
 from srpo_core.algos.base import Iteration, prefixed
 from srpo_core.algos.ppo import gae, turn_gae
 from srpo_core.config import Config
+from srpo_core.distributions import Categorical, Distribution
 from srpo_core.envs import make_env
 from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.errors import UserError
@@ -60,7 +61,7 @@ from srpo_core.population.members import Coefficients, check_population
 from srpo_core.population.stacked import StackedNet, StackedSeat, to_members
 from srpo_core.population.terms import Stats
 from srpo_core.population.updates import Role
-from srpo_core.rollout import MemberGenerators, Runner, Seat, collect, play_episodes
+from srpo_core.rollout import MemberGenerators, Runner, collect, play_episodes
 from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
 
@@ -97,12 +98,12 @@ class Population:
     """K runs of one shape (`members.check_population`) trained together."""
 
     def __init__(
-        self, configs: list[Config], device: torch.device, fixed: dict[int, Seat] | None = None
+        self, configs: list[Config], device: torch.device, frozen: dict[int, Seat] | None = None
     ) -> None:
-        """``fixed``: seats that play along without learning (a Tag runner), by index;
+        """``frozen``: seats that play along without learning (a Tag runner), by index;
         policies of any batch size, the same for every member."""
         check_population(configs)
-        self.fixed = dict(fixed or {})
+        self.frozen = dict(frozen or {})
         self.configs = configs
         self.config = base = configs[0]
         self.device = device
@@ -116,7 +117,7 @@ class Population:
         self.init_generators = [
             make_generator(torch.device("cpu"), sub_seed(s, "init")) for s in self.seeds
         ]
-        seats = [i for i in range(len(self.agents)) if i not in self.fixed]
+        seats = [i for i in range(len(self.agents)) if i not in self.frozen]
         self.srpo = base.algo.name == "srpo"
         shared = base.algo.share_policy
         if shared:
@@ -245,11 +246,11 @@ class Population:
         ]
 
     def seats(self, replace: dict[int, Role] | None = None) -> list[Seat]:
-        """Who sits where: heroes and fixed policies, with ``replace`` (adversaries)
+        """Who sits where: heroes and frozen seats' policies, with ``replace`` (adversaries)
         overriding seats."""
         roles = {**self.heroes, **(replace or {})}
         chosen = {i: StackedSeat(role.net) for i, role in roles.items()}
-        return [chosen.get(i, self.fixed.get(i)) for i in range(len(self.agents))]
+        return [chosen.get(i, self.frozen.get(i)) for i in range(len(self.agents))]
 
     def _collect(self, runner: Runner, seats: list[Seat]):
         everyone = range(len(seats))  # behaviour terms are computed per member below
@@ -340,7 +341,7 @@ class Population:
         )
         hero_seat = torch.tensor(seats, device=device)[draw]
         players = [
-            self.fixed[i] if i in self.fixed else HeroOrAdversary(hero, adversary, hero_seat == i)
+            self.frozen[i] if i in self.frozen else HeroOrAdversary(hero, adversary, hero_seat == i)
             for i in range(len(self.agents))
         ]
         batches, episodes = self._collect(runner, players)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from srpo_core.agents.distributions import Distribution
 from srpo_core.agents.networks import ActorCritic
 from srpo_core.config import Config, PPOSection
+from srpo_core.distributions import Distribution
 from srpo_core.population import layout, terms
 from srpo_core.population.layout import Batch
 from srpo_core.population.members import Coefficients

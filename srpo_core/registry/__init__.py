@@ -3,22 +3,19 @@ SQL (a versioned schema, see `migrations`), checkpoint files by hash."""
 
 from srpo_core.errors import UserError
 
-from .store import (
-    POLICY_KINDS,
-    RUN_STATUSES,
-    CheckpointInfo,
+from .connection import resolve_registry_url
+from .errors import (
     CorruptArtifactError,
     LeaseLostError,
     MissingArtifactError,
     NotFoundError,
-    PolicyInfo,
-    Registry,
     RegistryError,
     RegistryUnavailableError,
-    RunInfo,
-    resolve_registry_url,
 )
-from .zoo_store import CrossplayRecord, ZooInfo, ZooMemberInfo
+from .info import CheckpointInfo, CrossplayRecord, PolicyInfo, RunInfo, ZooInfo, ZooMemberInfo
+from .policies import POLICY_KINDS
+from .runs import RUN_STATUSES
+from .store import Registry
 
 __all__ = [
     "POLICY_KINDS",

@@ -4,8 +4,8 @@ partner zoos and cached cross-play results.
 This is the schema at the head revision of `migrations/`; a change here needs a new
 revision there (tests/test_registry_trust.py checks that the two agree).
 
-Only `store.py` touches these classes; callers get frozen dataclasses instead, so no session
-ever leaks out of the registry.
+Only the registry's stores touch these classes; callers get frozen dataclasses instead, so no
+session ever leaks out of the registry.
 """
 
 from __future__ import annotations
@@ -192,6 +192,13 @@ class CrossplayResult(Base):
     seat: Mapped[str] = mapped_column(String(100))
     partners: Mapped[dict[str, Any]] = mapped_column(JSONText)
     """seat -> {ref, step, sha256} of every other seat's policy."""
+    agent_run: Mapped[str | None] = mapped_column(String(12))
+    """The run that trained the agent's policy (None: a scripted or random policy)."""
+    partner_runs: Mapped[dict[str, Any] | None] = mapped_column(JSONText)
+    """seat -> the run that trained that partner's policy (None: scripted or random)."""
+    kind: Mapped[str | None] = mapped_column(String(2))
+    """"tp" (the agent with its own run's policies in every other seat) or "cp"
+    (`info.result_kind`); stored with the result, so readers need not re-derive it."""
     episodes: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONText)

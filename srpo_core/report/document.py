@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from srpo_core import leaderboard as lb
 from srpo_core.errors import UserError
-from srpo_core.pool import PoolMatrix, TpCp, stored_pool, tp_cp
+from srpo_core.evaluation import leaderboard as lb
+from srpo_core.evaluation.pool import PoolMatrix, TpCp, stored_pool, tp_cp
 from srpo_core.registry import Registry, RunInfo, ZooInfo
-from srpo_core.registry.store import package_version
+from srpo_core.registry.provenance import package_version
 from srpo_core.report import figures
 from srpo_core.report import statistics as st
 from srpo_core.report.curves import Curve, learning_curves
@@ -39,6 +39,7 @@ from srpo_core.report.selection import (
     settings,
     short_names,
 )
+from srpo_core.zoo.games import config_hash
 
 REPORT_FILE = "report.md"
 SECTIONS = (
@@ -350,8 +351,6 @@ def _pools(
     """One pool per env configuration among the runs (runs of different configs never meet):
     the runs `srpo crossplay --pool` can seat (finished, with a checkpoint) and the stored
     matrix of all the config's runs (its ``runs`` empty where nothing is stored)."""
-    from srpo_core.zoo import config_hash
-
     by_hash: dict[str, list[RunInfo]] = {}
     for run in groups.runs:
         by_hash.setdefault(config_hash(run.config["env"]), []).append(run)
@@ -818,15 +817,13 @@ def _zoo_has_results(
     as `leaderboard.build_leaderboard` classifies results."""
     members = {(m.policy_ref, m.step) for m in zoo.members}
     member_runs = {registry.get_policy(ref).run_id for ref, _ in members}
-    agent_refs = {
-        record.agent_ref
+    runs = {
+        record.agent_run
         for record in registry.crossplay_results(
             env_config_hash=zoo.env_config_hash, episodes=episodes, seed=seed
         )
-        if len(partners := {(p["ref"], p["step"]) for p in record.partners.values()}) == 1
-        and partners <= members
+        if lb.plays_one_member(record, members)
     }
-    runs = {registry.get_policy(ref).run_id for ref in agent_refs}
     return bool(runs & (run_ids - member_runs))
 
 

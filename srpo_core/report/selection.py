@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from srpo_core.canonical import canonical_json
-from srpo_core.config import flatten_config
+from srpo_core.config import env_config_class, flatten_config
 from srpo_core.errors import UserError
-from srpo_core.leaderboard import Leaderboard, build_leaderboard
+from srpo_core.evaluation.leaderboard import Leaderboard, build_leaderboard
 from srpo_core.registry import Registry, RunInfo
 
 NOT_SETTING_KEYS = frozenset(
@@ -72,8 +72,6 @@ def select(
             f"ablation `{ablation}`", ("--ablation", ablation), f"tag={tag}", tuple(runs), None
         )
     if env is not None:
-        from srpo_core.config import env_config_class
-
         env_config_class(env)  # an unknown env name is its own error
         runs = registry.list_runs(env=env, status="finished")
         if not runs:

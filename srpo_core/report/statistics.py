@@ -19,6 +19,7 @@ import numpy as np
 from srpo_core import intervals
 from srpo_core.registry import RunInfo
 from srpo_core.report.selection import Settings, format_value, short_names
+from srpo_core.zoo.games import config_hash
 
 PROFILE_POINTS = 101
 PROFILE_MARGIN = 0.05
@@ -102,8 +103,6 @@ def method_labels(groups: Settings) -> dict[str, str]:
 
 def collect(groups: Settings, score_of: Mapping[str, float]) -> Scores:
     """The scores of the runs in ``score_of`` (run id -> score), by method and task."""
-    from srpo_core.zoo import config_hash
-
     method_of = method_labels(groups)
     buckets: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
     algo_of: dict[str, str] = {}

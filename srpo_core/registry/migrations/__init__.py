@@ -1,9 +1,10 @@
 """Schema versions of the registry, kept by Alembic in the database's alembic_version table.
 
 Revisions live in versions/ and only move forward: 0001 is the baseline (the tables of srpo
-before its schema was versioned), 0002 adds run leases and 64-bit seeds. `Registry` reads
-the version on every open and upgrades an older schema inside the transaction that holds
-the registry's schema lock (see store.Registry._prepare_schema).
+before its schema was versioned), 0002 adds run leases and 64-bit seeds, 0003 the runs and
+the kind (TP / CP) of each cross-play result. `Registry` reads the version on every open and
+upgrades an older schema inside the transaction that holds the registry's schema lock (see
+database.Database._prepare_schema).
 
 To change the schema, edit models.py and add versions/NNNN_what.py whose down_revision is
 the previous head; tests/test_registry_trust.py fails until a migrated database matches
