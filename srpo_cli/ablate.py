@@ -322,19 +322,14 @@ def _print_dry_run(plan, json_: bool, population_size: int | None) -> None:
 def _crossplay(reg, plan, runs, episodes: int, quiet: bool, player=None) -> list[dict[str, Any]]:
     """All pairs of the sweep's runs: TP and CP per setting (seatings played by ``player``
     where given: on the sweep's cluster)."""
-    from srpo_core.evaluation import crossplay as cp
-    from srpo_core.evaluation.pool import cell_means, tp_cp
-    from srpo_core.zoo.games import env_config_from
+    from srpo_core.evaluation.plan import pool_plan
+    from srpo_core.evaluation.play import evaluate
+    from srpo_core.evaluation.pool import pair_returns, tp_cp
+    from srpo_core.evaluation.seatings import Setup
 
-    env_values = runs[0].config["env"]
-    seats = cp.env_seats(env_config_from(env_values))
-    pairs = cp.plan_pool(reg, runs, seats)
-    setup = cp.Setup(env_values, episodes, 0)
-    played = cp.evaluate(reg, [s for _, _, s in pairs], setup, player=player)
-    returns = cell_means(
-        (row.id, col.id, o.metrics["return"])
-        for (row, col, _), o in zip(pairs, played.outcomes, strict=True)
-    )
+    env_values, pairs = pool_plan(reg, runs)
+    played = evaluate(reg, [s for _, _, s in pairs], Setup(env_values, episodes, 0), player=player)
+    returns = pair_returns(pairs, played.outcomes)
     setting = {run.id: point.setting for run, point in zip(runs, plan.points, strict=True)}
     groups = tp_cp(returns, setting)
     out = [

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from statistics import fmean
 from typing import Annotated, Any
 
 import typer
@@ -61,10 +59,12 @@ def crossplay(
         parse_resources,
         seating_resources,
     )
-    from srpo_core.evaluation import crossplay as cp
+    from srpo_core.evaluation.plan import pool_plan, zoo_plan
+    from srpo_core.evaluation.play import evaluate
+    from srpo_core.evaluation.pool import pair_returns
+    from srpo_core.evaluation.seatings import Setup
     from srpo_core.query import parse_query, select_runs
     from srpo_core.registry import resolve_registry_url
-    from srpo_core.zoo.games import env_config_from
 
     if (zoo is None) == (pool is None):
         raise UserError("give exactly one of --zoo NAME or --pool QUERY")
@@ -84,23 +84,19 @@ def crossplay(
         if zoo is not None:
             info = reg.get_zoo(zoo)
             env_values = info.env_config
-            seats = cp.env_seats(env_config_from(env_values))
-            runs = _zoo_agents(reg, info, parse_query(agents) if agents else None)
-            plan = cp.plan_zoo(reg, info, runs, seats)
+            plan = zoo_plan(reg, info, parse_query(agents) if agents else None)
             seatings = [s for _, s, _ in plan]
         else:
             runs = select_runs(reg, parse_query(pool))
             if len(runs) < 2:
                 raise UserError(f"--pool '{pool}' matches {len(runs)} finished run(s); need 2+")
-            env_values = _common_env(runs)
-            seats = cp.env_seats(env_config_from(env_values))
-            pool_plan = cp.plan_pool(reg, runs, seats)
-            seatings = [s for _, _, s in pool_plan]
-        setup = cp.Setup(env_values, episodes, seed, device)
+            env_values, pairs = pool_plan(reg, runs)
+            seatings = [s for _, _, s in pairs]
+        setup = Setup(env_values, episodes, seed, device)
         player = cluster.seating_player(reg, override) if cluster else None
         with _progress(disable=json_) as bar:
             task = bar.add_task("crossplay", total=None)
-            played = cp.evaluate(
+            played = evaluate(
                 reg,
                 seatings,
                 setup,
@@ -116,9 +112,9 @@ def crossplay(
     else:
         rows = [
             _pair_row(row, s, "tp" if row.id == col.id else "cp", m, column=col.id)
-            for (row, col, s), m in zip(pool_plan, metrics, strict=True)
+            for (row, col, s), m in zip(pairs, metrics, strict=True)
         ]
-        summary = _pool_summary(rows)
+        summary = _pool_summary(pair_returns(pairs, played.outcomes), rows)
     counts = {"played_episodes": played.played_episodes, "reused_results": played.reused}
     if json_:
         print_json(
@@ -159,31 +155,6 @@ def _opened(cluster, url: str, request) -> Iterator[Any]:
         yield reg
 
 
-def _zoo_agents(reg, zoo, query) -> list:
-    from srpo_core.query import parse_query, select_runs
-    from srpo_core.zoo.games import config_hash
-
-    in_zoo = {reg.get_policy(m.policy_ref).run_id for m in zoo.members}
-    runs = [
-        r
-        for r in select_runs(reg, query or parse_query(""), env=zoo.env)
-        if r.id not in in_zoo and config_hash(r.config["env"]) == zoo.env_config_hash
-    ]
-    if not runs:
-        raise UserError(f"no agent runs to evaluate with zoo {zoo.name!r} (check --agents)")
-    return runs
-
-
-def _common_env(runs) -> dict[str, Any]:
-    from srpo_core.zoo.games import config_hash
-
-    first = runs[0].config["env"]
-    for run in runs[1:]:
-        if config_hash(run.config["env"]) != config_hash(first):
-            raise UserError(f"runs {runs[0].id} and {run.id} play different env configurations")
-    return first
-
-
 def _pair_row(run, seating, kind: str, m: dict, column: str | None = None) -> dict[str, Any]:
     row = {
         "agent_run": run.id,
@@ -206,25 +177,28 @@ def _pair_row(run, seating, kind: str, m: dict, column: str | None = None) -> di
 
 
 def _zoo_summary(rows: list[dict]) -> list[dict[str, Any]]:
-    per_run: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    label = {}
-    for r in rows:
-        per_run[r["agent_run"]][r["kind"]].append(r["return"])
-        label[r["agent_run"]] = (r["algo"], r["tau"])
-    out = []
-    for run, kinds in per_run.items():
-        tp, cp = fmean(kinds["tp"]), fmean(kinds["cp"])
-        algo, tau = label[run]
-        out.append({"run": run, "algo": algo, "tau": tau, "tp": tp, "cp": cp, "drop": tp - cp})
-    return out
+    from srpo_core.evaluation.pool import run_tp_cp
+
+    label = {r["agent_run"]: (r["algo"], r["tau"]) for r in rows}
+    means = run_tp_cp((r["agent_run"], r["kind"], r["return"]) for r in rows)
+    return [
+        {
+            "run": run,
+            "algo": label[run][0],
+            "tau": label[run][1],
+            "tp": tp,
+            "cp": cp,
+            "drop": tp - cp,
+        }
+        for run, (tp, cp) in means.items()
+    ]
 
 
-def _pool_summary(rows: list[dict]) -> list[dict[str, Any]]:
+def _pool_summary(returns: dict, rows: list[dict]) -> list[dict[str, Any]]:
     """Per (algo, tau) of the row runs: TP = diagonal entries, CP = the row runs with every
     other run of the pool (both methods pooled as partners, as in the paper)."""
-    from srpo_core.evaluation.pool import cell_means, tp_cp
+    from srpo_core.evaluation.pool import tp_cp
 
-    returns = cell_means((r["agent_run"], r["partner_run"], r["return"]) for r in rows)
     groups = tp_cp(returns, {r["agent_run"]: (r["algo"], r["tau"]) for r in rows})
     return [
         {

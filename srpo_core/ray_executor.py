@@ -40,7 +40,8 @@ from srpo_core.cluster import (
     task_env,
 )
 from srpo_core.errors import UserError
-from srpo_core.evaluation.crossplay import Seating, Setup, play_seating
+from srpo_core.evaluation.play import play_seating
+from srpo_core.evaluation.seatings import Seating, Setup
 from srpo_core.registry import Registry
 from srpo_core.sweep import Ended, Job, last_line
 

@@ -11,14 +11,6 @@ from scipy.stats import trim_mean
 
 from srpo_core.config import resolve
 from srpo_core.errors import UserError
-from srpo_core.evaluation.crossplay import (
-    Seating,
-    Setup,
-    env_seats,
-    evaluate,
-    plan_zoo,
-    play_seating,
-)
 from srpo_core.evaluation.leaderboard import (
     bootstrap_iqm,
     build_leaderboard,
@@ -26,6 +18,9 @@ from srpo_core.evaluation.leaderboard import (
     to_csv,
     to_markdown,
 )
+from srpo_core.evaluation.plan import plan_zoo
+from srpo_core.evaluation.play import evaluate, play_seating
+from srpo_core.evaluation.seatings import Seating, Setup, env_seats
 from srpo_core.policy_loading import load_policy
 from srpo_core.query import parse_query
 from srpo_core.registry import Registry

@@ -172,7 +172,9 @@ def test_cli_debate_bad_input(cli, tiny: Path, tmp_path: Path) -> None:
 def test_debate_runs_cross_play_through_the_pool_machinery(tiny: Path, tmp_path: Path) -> None:
     """Two debate runs with different LoRA ranks (not part of the game) form a pool: every
     entry is the joint accuracy of the seating, played directly by the debate API."""
-    from srpo_core.evaluation.crossplay import Setup, env_seats, evaluate, plan_pool
+    from srpo_core.evaluation.plan import plan_pool
+    from srpo_core.evaluation.play import evaluate
+    from srpo_core.evaluation.seatings import Setup, env_seats
     from srpo_core.zoo.games import config_hash, env_config_from
 
     with Registry(str(tmp_path / "srpo.db")) as registry:
@@ -210,7 +212,9 @@ def test_untuned_base_model_is_a_zoo_member(tiny: Path, tmp_path: Path) -> None:
     for the same pair. Changing the model's files afterwards stops it from playing."""
     import shutil
 
-    from srpo_core.evaluation.crossplay import Setup, env_seats, evaluate, plan_zoo
+    from srpo_core.evaluation.plan import plan_zoo
+    from srpo_core.evaluation.play import evaluate
+    from srpo_core.evaluation.seatings import Setup, env_seats
     from srpo_core.zoo.build import MemberQuery, build_zoo
     from srpo_core.zoo.games import env_config_from
     from srpo_core.zoo.manifest import freeze_zoo

@@ -16,8 +16,10 @@ import pytest
 
 from srpo_core.config import resolve
 from srpo_core.errors import UserError
-from srpo_core.evaluation.crossplay import Setup, env_seats, evaluate, plan_pool, plan_zoo
+from srpo_core.evaluation.plan import plan_pool, plan_zoo
+from srpo_core.evaluation.play import evaluate
 from srpo_core.evaluation.pool import stored_pool
+from srpo_core.evaluation.seatings import Setup, env_seats
 from srpo_core.query import parse_query
 from srpo_core.registry import Registry
 from srpo_core.report import (

@@ -296,6 +296,7 @@ def _fmt(value: Any, number: Callable[[float], str] | None = None) -> str:
 def to_markdown(board: Leaderboard, number: Callable[[float], str] | None = None) -> str:
     """The group and agent tables; ``number`` formats the floats (default: 4 decimals;
     `srpo report` passes its 3 significant digits)."""
+
     def table(rows: Sequence[AgentRow | GroupRow], columns: Sequence[tuple[str, str]]) -> str:
         lines = [
             "| " + " | ".join(title for _, title in columns) + " |",

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from statistics import fmean, pstdev
 from typing import TypeVar
 
+from srpo_core.evaluation.play import Outcome
+from srpo_core.evaluation.seatings import Seating
 from srpo_core.intervals import bootstrap_ci
 from srpo_core.registry import CrossplayRecord, Registry, RunInfo
 
@@ -63,6 +65,26 @@ def cell_means(entries: Iterable[tuple[Row, Row, float]]) -> dict[tuple[Row, Row
     for row, col, value in entries:
         values[(row, col)].append(value)
     return {cell: fmean(v) for cell, v in values.items()}
+
+
+def pair_returns(
+    pairs: Sequence[tuple[RunInfo, RunInfo, Seating]], outcomes: Sequence[Outcome]
+) -> dict[tuple[str, str], float]:
+    """The pool matrix from a pool plan's seatings (`plan.plan_pool`) and their outcomes:
+    (row run, column run) -> the mean return over the seats."""
+    return cell_means(
+        (row.id, col.id, outcome.metrics["return"])
+        for (row, col, _), outcome in zip(pairs, outcomes, strict=True)
+    )
+
+
+def run_tp_cp(entries: Iterable[tuple[str, str, float]]) -> dict[str, tuple[float, float]]:
+    """Per agent run, in order of first appearance: the mean return of its "tp" seatings and
+    of its "cp" ones, from (run, kind, return) entries (a zoo evaluation's)."""
+    kinds: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run, kind, value in entries:
+        kinds[run][kind].append(value)
+    return {run: (fmean(k["tp"]), fmean(k["cp"])) for run, k in kinds.items()}
 
 
 def tp_cp(

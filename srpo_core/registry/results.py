@@ -1,6 +1,6 @@
 """Registry rows of cached cross-play results (mixed into `Registry`).
 
-Only rows live here: how results are keyed is decided by `srpo_core.evaluation.crossplay`.
+Only rows live here: how results are keyed is decided by `srpo_core.evaluation.seatings`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,5 @@
-"""Cross-play: seat an agent with partners it never trained with and measure what happens.
-
-The unit is a *seating*: one agent policy in one seat, pinned partner policies in every other
-learning seat (seats the env config freezes, such as a Tag runner, keep their policy). Each
-seating is played for ``episodes`` episodes (one batch, one episode per env) from seeds that
-depend only on the evaluation ``seed``, so every seating meets the same env randomness
-(common random numbers) and a result never depends on which worker computed it. Results are
-stored under a hash of every input (policies and their checkpoint hashes, seat, game config,
-episodes, seed, protocol version), so a rerun reuses them.
-
-Two plans: ``--zoo`` (every agent x every zoo member x every seat, plus each agent with its
-own partners for the training performance, TP) and ``--pool`` (every ordered pair of runs in
-a population; the diagonal is TP, the rest cross-play performance, CP).
-"""
+"""Playing seatings: stored results reused by key, the rest played (in worker processes
+or by a cluster's player) and stored with what they are."""
 
 from __future__ import annotations
 
@@ -24,64 +12,19 @@ from typing import Any
 
 import torch
 
-from srpo_core.canonical import canonical_json
 from srpo_core.devices import resolve_device
 from srpo_core.envs import ENVS, make_env
 from srpo_core.errors import UserError
-from srpo_core.policy_loading import load_seats, playable_seats
-from srpo_core.registry import Registry, RunInfo, ZooInfo
-from srpo_core.registry.artifacts import sha256_hex
+from srpo_core.evaluation.seatings import Seating, Setup
+from srpo_core.policy_loading import load_seats
+from srpo_core.registry import Registry
 from srpo_core.rollout import play_episodes
 from srpo_core.seeding import make_generator, sub_seed
-from srpo_core.zoo.games import config_hash, env_config_from
-from srpo_core.zoo.pinning import Pinned, check_pinned, run_policies
+from srpo_core.zoo.games import env_config_from
+from srpo_core.zoo.pinning import check_pinned
 
-PROTOCOL = 1
-"""Bumped whenever evaluation semantics change, so stale cached results are not reused."""
 AUTO_WORKERS_MIN_SEATINGS = 8
 """Below this many seatings to play, worker start-up (seconds) costs more than it saves."""
-
-
-@dataclass(frozen=True)
-class Seating:
-    agent: Pinned
-    seat: str
-    partners: tuple[tuple[str, Pinned], ...]
-    """(seat, policy) for every other learning seat."""
-
-    def key(self, env_hash: str, episodes: int, seed: int) -> str:
-        return sha256_hex(
-            canonical_json(
-                {
-                    "protocol": PROTOCOL,
-                    "env": env_hash,
-                    "episodes": episodes,
-                    "seed": seed,
-                    "seat": self.seat,
-                    "agent": self.agent.to_dict(),
-                    "partners": {s: p.to_dict() for s, p in self.partners},
-                }
-            ).encode()
-        )
-
-    @property
-    def partner_label(self) -> str:
-        labels = dict.fromkeys(p.label for _, p in self.partners)
-        return "+".join(labels)
-
-
-@dataclass(frozen=True)
-class Setup:
-    """The evaluation protocol shared by every seating of one cross-play call."""
-
-    env_values: dict[str, Any]
-    episodes: int
-    seed: int
-    device: str = "cpu"
-
-    @property
-    def env_hash(self) -> str:
-        return config_hash(self.env_values)
 
 
 Player = Callable[[list[tuple[str, Seating]], Setup], Iterator[tuple[str, Seating, dict[str, Any]]]]
@@ -101,81 +44,6 @@ class Evaluation:
     outcomes: list[Outcome] = field(default_factory=list)
     played_episodes: int = 0
     reused: int = 0
-
-
-@dataclass(frozen=True)
-class EnvSeats:
-    agents: tuple[str, ...]
-    learning: tuple[str, ...]
-    """Seats that hold agents and partners (not frozen by the env config)."""
-
-
-def env_seats(env_config: Any) -> EnvSeats:
-    seats = env_config.SEATS  # a family without a batched env names them
-    agents = seats if seats else make_env(env_config, 1, torch.device("cpu"), 0).agents
-    frozen = env_config.frozen_seats()
-    return EnvSeats(agents, tuple(a for a in agents if a not in frozen))
-
-
-# ---- plans --------------------------------------------------------------------------------
-
-
-def team_of(registry: Registry, run: RunInfo, seats: EnvSeats) -> dict[str, Pinned]:
-    """Which of a run's (latest) policies sits in each learning seat."""
-    team: dict[str, Pinned] = {}
-    for pinned in run_policies(registry, run):
-        info = registry.get_policy(pinned.ref)
-        for seat in playable_seats(info, seats.agents):
-            if seat in seats.learning:
-                team.setdefault(seat, pinned)
-    missing = [s for s in seats.learning if s not in team]
-    if missing:
-        raise UserError(f"run {run.id} has no policy for seat {missing[0]}")
-    return team
-
-
-def plan_zoo(
-    registry: Registry, zoo: ZooInfo, agents: Sequence[RunInfo], seats: EnvSeats
-) -> list[tuple[RunInfo, Seating, str]]:
-    """(agent run, seating, kind) with kind "tp" (the run's own team) or "cp" (a member in
-    every other learning seat)."""
-    members = []
-    for member in zoo.members:
-        info = registry.get_policy(member.policy_ref)
-        pinned = Pinned(member.policy_ref, member.step, member.sha256)
-        members.append((pinned, set(playable_seats(info, seats.agents))))
-    plan = []
-    for run in agents:
-        team = team_of(registry, run, seats)
-        for seat in seats.learning:
-            others = [s for s in seats.learning if s != seat]
-            own = tuple((s, team[s]) for s in others)
-            plan.append((run, Seating(team[seat], seat, own), "tp"))
-            for pinned, playable in members:
-                if all(s in playable for s in others):
-                    partners = tuple((s, pinned) for s in others)
-                    plan.append((run, Seating(team[seat], seat, partners), "cp"))
-    if not any(kind == "cp" for _, _, kind in plan):
-        raise UserError(f"no member of zoo {zoo.name!r} can partner these agents in any seat")
-    return plan
-
-
-def plan_pool(
-    registry: Registry, runs: Sequence[RunInfo], seats: EnvSeats
-) -> list[tuple[RunInfo, RunInfo, Seating]]:
-    """(row run, column run, seating): the row run's policy in each seat with the column
-    run's policies everywhere else."""
-    teams = {run.id: team_of(registry, run, seats) for run in runs}
-    plan = []
-    for row in runs:
-        for col in runs:
-            for seat in seats.learning:
-                partners = tuple((s, teams[col.id][s]) for s in seats.learning if s != seat)
-                plan.append((row, col, Seating(teams[row.id][seat], seat, partners)))
-    return plan
-
-
-# ---- evaluation ---------------------------------------------------------------------------
 
 
 def evaluate(
