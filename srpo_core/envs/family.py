@@ -68,7 +68,8 @@ class EnvFamily:
     """Whether members of a population can share its env batch (the env splits its random
     numbers by member: `BatchedEnv.rand`, `BatchedEnv.randint`)."""
     population_backend: str | None = None
-    """The backend populations need, where its other backends step packages' objects."""
+    """The backend (its config's ``backend``) populations need, where its other backends
+    step packages' objects."""
     trainer: str | None = None
     """``module:function`` of a trainer of its own (``function(config) -> (trainer,
     policy specs)``), imported when used: a family without a batched env."""
