@@ -20,7 +20,7 @@ from srpo_core.algos.base import Iteration
 from srpo_core.algos.recurrent import RecurrentIPPO
 from srpo_core.config import Config, build_config
 from srpo_core.devices import resolve_device
-from srpo_core.envs import ENVS, make_env
+from srpo_core.envs import ENVS, env_spec, make_env
 from srpo_core.errors import UserError
 from srpo_core.learn import Members, Progress, TrainResult, learn
 from srpo_core.policy_loading import load_seat
@@ -61,18 +61,18 @@ def load_frozen_seats(config: Config, registry: Registry | None, device: torch.d
     refs = env_config.frozen_seats()
     if not refs:
         return {}
-    probe = make_env(env_config, 1, device, 0)
+    game = env_spec(env_config)
     seats = {}
     for seat, ref in refs.items():
         if registry is not None:
             refuse_held_out(registry, ref, f"the frozen {seat} of a training run")
-        index = probe.agents.index(seat)
+        index = game.agents.index(seat)
         seats[index] = load_seat(
             registry,
             ref,
             env_config=env_config,
             seat=seat,
-            obs_dim=probe.obs_dims[index],
+            obs_dim=game.obs_dims[index],
             device=device,
         )
     return seats
@@ -137,12 +137,7 @@ def iteration_size(config: Config) -> int:
 
 
 def _trained_seats(config: Config) -> int:
-    frozen = config.env.frozen_seats()
-    probe = make_env(config.env, 1, torch.device("cpu"), 0)
-    try:
-        return len(probe.agents) - len(frozen)
-    finally:
-        probe.close()
+    return len(env_spec(config.env).agents) - len(config.env.frozen_seats())
 
 
 def budget_notice(config: Config) -> str | None:

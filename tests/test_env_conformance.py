@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from srpo_core.config import env_config_class
-from srpo_core.envs import ENVS, make_env
+from srpo_core.envs import ENVS, env_spec, make_env
 from srpo_core.envs.base import BatchedEnv, Box, Discrete, Step
 from srpo_core.rollout import Runner
 
@@ -85,6 +85,32 @@ def assert_same_steps(a: list[Step], b: list[Step]) -> None:
 def test_every_family_is_covered():
     batched = {name for name, family in ENVS.items() if name != "debate"}
     assert {name.split("-")[0] for name in FAMILIES} == batched
+
+
+SPEC_VARIANTS = {"ipd": {"identity": True}, "tag": {"role": "runner"}, "hanabi": {"players": 3}}
+"""Configs whose seats or observation sizes differ from the `FAMILIES` ones."""
+
+
+@pytest.mark.parametrize(
+    "config",
+    [config_of(name) for name in FAMILIES]
+    + [env_config_class(family)(**values) for family, values in SPEC_VARIANTS.items()],
+    ids=[*FAMILIES, *(f"{family}-variant" for family in SPEC_VARIANTS)],
+)
+def test_the_spec_without_an_env_is_the_envs(config):
+    """`EnvFamily.spec` (seats, observation sizes, action spaces from the config alone)
+    describes the env the family builds; every built-in family has one."""
+    assert ENVS[config.name].spec is not None
+    env = make_env(config, 2, "cpu", 0)
+    try:
+        spec = env_spec(config)
+        assert (spec.agents, spec.obs_dims, spec.action_spaces) == (
+            env.agents,
+            env.obs_dims,
+            env.action_spaces,
+        )
+    finally:
+        env.close()
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -16,6 +16,7 @@ from srpo_core.agents.networks import ActorCritic
 from srpo_core.agents.seat import Seat
 from srpo_core.algos.ppo import Learner
 from srpo_core.config import Config
+from srpo_core.envs import env_spec
 from srpo_core.envs.base import BatchedEnv
 from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
@@ -60,9 +61,10 @@ class Algorithm:
         self.pool_members = pool_members
         """Per seat, the zoo members learners may meet (``train.partners=zoo:NAME``)."""
         seed = config.run.seed
-        probe = make_env(1, 0)
-        self.agents = probe.agents
-        self.action_spaces = probe.action_spaces
+        game = env_spec(config.env)
+        self.agents = game.agents
+        self.obs_dims = game.obs_dims
+        self.action_spaces = game.action_spaces
         self.init_generator = make_generator(torch.device("cpu"), sub_seed(seed, "init"))
         self.heroes = self.make_heroes()
         self.generator = make_generator(device, sub_seed(seed, "sample"))

@@ -245,11 +245,10 @@ class RecurrentIPPO(Algorithm):
             raise UserError("recurrent learners do not play with frozen seats yet")
         net = self.config.net
         heroes = {}
-        probe = self.make_env(1, 0)
         for i, space in enumerate(self.action_spaces):
             if not isinstance(space, Discrete):
                 raise UserError("recurrent policies need discrete actions")
-            spec = RecurrentSpec(probe.obs_dims[i], space.n, net.recurrent, net.embed)
+            spec = RecurrentSpec(self.obs_dims[i], space.n, net.recurrent, net.embed)
             model = RecurrentActorCritic(spec)
             model.reset_parameters(self.init_generator)
             heroes[i] = Learner(model.to(self.device), self.config.ppo)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+import torch
+
 from srpo_core.envs import debate, gridworld, hanabi, ipd, matrix, overcooked, quadratic, tag
-from srpo_core.envs.base import BatchedEnv
+from srpo_core.envs.base import BatchedEnv, EnvSpec
 from srpo_core.envs.family import EnvFamily
 from srpo_core.errors import UserError
 
@@ -35,6 +37,19 @@ def _families() -> dict[str, EnvFamily]:
 
 
 ENVS: dict[str, EnvFamily] = _families()
+
+
+def env_spec(env_config) -> EnvSpec:
+    """The seats, observation sizes and action spaces of ``env_config``'s game: the family's
+    `EnvFamily.spec`, else those of a one-env instance on the CPU."""
+    family = ENVS[env_config.name]
+    if family.spec is not None:
+        return family.spec(env_config)
+    env = family.make(env_config, 1, torch.device("cpu"), 0)
+    try:
+        return EnvSpec(env.agents, env.obs_dims, env.action_spaces)
+    finally:
+        env.close()
 
 
 def make_env(env_config, num_envs: int, device, seed: int, evaluation: bool = False) -> BatchedEnv:

@@ -37,6 +37,16 @@ class Box:
 ActionSpace = Discrete | Box
 
 
+@dataclass(frozen=True)
+class EnvSpec:
+    """The seats of a game, each seat's observation size and action space: what networks and
+    seatings are built from, known from the config (`EnvFamily.spec`)."""
+
+    agents: tuple[str, ...]
+    obs_dims: tuple[int, ...]
+    action_spaces: tuple[ActionSpace, ...]
+
+
 class StackedInfo(Mapping[str, torch.Tensor]):
     """Per-step counters held as the rows of one [len(names), num_envs] tensor: a Mapping
     like any ``Step.info``, which the runner sums without stacking it again."""

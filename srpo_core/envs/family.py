@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from srpo_core.envs.base import BatchedEnv
+from srpo_core.envs.base import BatchedEnv, EnvSpec
 
 
 class EnvConfig:
@@ -62,6 +62,9 @@ class EnvFamily:
     make: Callable[..., BatchedEnv]
     """make(env_config, num_envs, device, seed) -> BatchedEnv"""
     default_preset: str
+    spec: Callable[[Any], EnvSpec] | None = None
+    """spec(env_config) -> its seats, observation sizes and action spaces, without building a
+    batched env; None: read from a one-env instance (`srpo_core.envs.env_spec`)."""
     scripted: Mapping[str, Scripted] = field(default_factory=dict)
     """Its scripted partners by name (``scripted:ENV/NAME``)."""
     populations: bool = True

@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from srpo_core.canonical import canonical_json
-from srpo_core.envs import make_env
+from srpo_core.envs import env_spec
 from srpo_core.registry.artifacts import sha256_hex
 from srpo_core.zoo.games import config_hash
 from srpo_core.zoo.pinning import Pinned
@@ -70,6 +68,6 @@ class EnvSeats:
 
 def env_seats(env_config: Any) -> EnvSeats:
     seats = env_config.SEATS  # a family without a batched env names them
-    agents = seats if seats else make_env(env_config, 1, torch.device("cpu"), 0).agents
+    agents = seats if seats else env_spec(env_config).agents
     frozen = env_config.frozen_seats()
     return EnvSeats(agents, tuple(a for a in agents if a not in frozen))

@@ -52,7 +52,7 @@ from srpo_core.algos.base import Iteration, prefixed
 from srpo_core.algos.ppo import gae, turn_gae
 from srpo_core.config import Config
 from srpo_core.distributions import Categorical, Distribution
-from srpo_core.envs import make_env
+from srpo_core.envs import env_spec, make_env
 from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.errors import UserError
 from srpo_core.population import layout, member_state, terms, updates
@@ -110,10 +110,10 @@ class Population:
         self.members = len(configs)
         self.coef = Coefficients.of(configs, device)
         self.seeds = [c.run.seed for c in configs]
-        probe = make_env(base.env, 1, torch.device("cpu"), 0)
-        self.agents = probe.agents
-        self.action_spaces = probe.action_spaces
-        self.obs_dims = probe.obs_dims
+        game = env_spec(base.env)
+        self.agents = game.agents
+        self.action_spaces = game.action_spaces
+        self.obs_dims = game.obs_dims
         self.init_generators = [
             make_generator(torch.device("cpu"), sub_seed(s, "init")) for s in self.seeds
         ]

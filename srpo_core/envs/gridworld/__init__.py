@@ -3,7 +3,7 @@
 docs/envs/gridworld.md."""
 
 from srpo_core.envs.family import EnvFamily
-from srpo_core.envs.gridworld.env import GridworldEnv, GridworldEnvConfig
+from srpo_core.envs.gridworld.env import GridworldEnv, GridworldEnvConfig, spec
 from srpo_core.envs.gridworld.partners import SCRIPTED
 
-FAMILY = EnvFamily("gridworld", GridworldEnvConfig, GridworldEnv, "gridworld-ippo", SCRIPTED)
+FAMILY = EnvFamily("gridworld", GridworldEnvConfig, GridworldEnv, "gridworld-ippo", spec, SCRIPTED)

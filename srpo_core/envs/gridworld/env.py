@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Discrete, StackedInfo, Step
+from srpo_core.envs.base import BatchedEnv, Discrete, EnvSpec, StackedInfo, Step
 from srpo_core.envs.family import EnvConfig
 from srpo_core.errors import UserError
 
@@ -359,3 +359,7 @@ class GridworldEnv(BatchedEnv):
             done=done,
             info=StackedInfo(INFO_KEYS, out[4:]),
         )
+
+
+def spec(config: GridworldEnvConfig) -> EnvSpec:
+    return EnvSpec(GridworldEnv.agents, GridworldEnv.obs_dims, GridworldEnv.action_spaces)

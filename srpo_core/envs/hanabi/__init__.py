@@ -3,7 +3,7 @@
 docs/envs/hanabi.md."""
 
 from srpo_core.envs.family import EnvFamily
-from srpo_core.envs.hanabi.env import HanabiEnv, HanabiEnvConfig
+from srpo_core.envs.hanabi.env import HanabiEnv, HanabiEnvConfig, spec
 from srpo_core.envs.hanabi.rules import SCRIPTED
 
-FAMILY = EnvFamily("hanabi", HanabiEnvConfig, HanabiEnv, "hanabi", SCRIPTED)
+FAMILY = EnvFamily("hanabi", HanabiEnvConfig, HanabiEnv, "hanabi", spec, SCRIPTED)

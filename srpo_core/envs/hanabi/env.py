@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Discrete, Step
+from srpo_core.envs.base import BatchedEnv, Discrete, EnvSpec, Step
 from srpo_core.envs.family import EnvConfig
 from srpo_core.envs.hanabi.layout import HanabiLayout
 from srpo_core.errors import UserError
@@ -101,6 +101,20 @@ def _pyhanabi():
     return pyhanabi
 
 
+def spec(config: HanabiEnvConfig) -> EnvSpec:
+    template = _pyhanabi().HanabiGame(config.game_params(0))
+    return _spec(template, HanabiLayout.from_game(template))
+
+
+def _spec(template: Any, layout: HanabiLayout) -> EnvSpec:
+    moves = [template.get_move(uid) for uid in range(layout.num_moves)]
+    labels = tuple(str(move).strip("()").lower() for move in moves)
+    players = layout.players
+    agents = tuple(f"agent{i}" for i in range(players))
+    moves_space = Discrete(layout.num_moves, labels)
+    return EnvSpec(agents, (layout.size,) * players, (moves_space,) * players)
+
+
 class HanabiEnv(BatchedEnv):
     """``num_envs`` independent Hanabi games stepped by a Python loop over HLE's C library."""
 
@@ -117,13 +131,11 @@ class HanabiEnv(BatchedEnv):
         self.template = pyhanabi.HanabiGame(config.game_params(0))
         self.encoder = pyhanabi.ObservationEncoder(self.template)
         self.layout = HanabiLayout.from_game(self.template)
-        players = self.layout.players
-        self.agents = tuple(f"agent{i}" for i in range(players))
-        self.obs_dims = (self.layout.size,) * players
+        game = _spec(self.template, self.layout)
+        self.agents, self.obs_dims = game.agents, game.obs_dims
+        self.action_spaces = game.action_spaces
         self._moves = [self.template.get_move(uid) for uid in range(self.layout.num_moves)]
         self._c_moves = [move.c_move for move in self._moves]
-        labels = tuple(str(move).strip("()").lower() for move in self._moves)
-        self.action_spaces = (Discrete(self.layout.num_moves, labels),) * players
         self._text_len = 2 * self.layout.size - 1  # "0,1,...": one digit and a comma per bit
         self._observation = self.ffi.new("pyhanabi_observation_t*")
         self._games: list[Any] = [None] * num_envs  # pyhanabi.HanabiGame, kept alive

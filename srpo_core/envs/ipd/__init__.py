@@ -2,7 +2,7 @@
 docs/envs/ipd.md."""
 
 from srpo_core.envs.family import EnvFamily
-from srpo_core.envs.ipd.env import IpdEnv, IpdEnvConfig
+from srpo_core.envs.ipd.env import IpdEnv, IpdEnvConfig, spec
 from srpo_core.envs.ipd.memory_one import SCRIPTED
 
-FAMILY = EnvFamily("ipd", IpdEnvConfig, IpdEnv, "ipd-mixed", SCRIPTED, populations=False)
+FAMILY = EnvFamily("ipd", IpdEnvConfig, IpdEnv, "ipd-mixed", spec, SCRIPTED, populations=False)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Discrete, Step
+from srpo_core.envs.base import BatchedEnv, Discrete, EnvSpec, Step
 from srpo_core.envs.family import EnvConfig
 from srpo_core.errors import UserError
 
@@ -54,6 +54,12 @@ class IpdEnvConfig(EnvConfig):
             raise UserError(f"env.rounds must be >= 1, got {self.rounds}")
 
 
+def spec(config: IpdEnvConfig) -> EnvSpec:
+    dim = OBS_DIM + (IDENTITY_DIM if config.identity else 0)
+    moves = Discrete(2, ("C", "D"))
+    return EnvSpec(("agent0", "agent1"), (dim, dim), (moves, moves))
+
+
 class IpdEnv(BatchedEnv):
     agents = ("agent0", "agent1")
 
@@ -61,9 +67,9 @@ class IpdEnv(BatchedEnv):
         super().__init__(num_envs, device, seed)
         config.validate()
         self.rounds = config.rounds
-        dim = OBS_DIM + (IDENTITY_DIM if config.identity else 0)
-        self.obs_dims = (dim, dim)
-        self.action_spaces = (Discrete(2, ("C", "D")), Discrete(2, ("C", "D")))
+        game = spec(config)
+        self.obs_dims, self.action_spaces = game.obs_dims, game.action_spaces
+        dim = self.obs_dims[0]
         self.payoff = torch.tensor(PAYOFF, device=self.device)
         self.round = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         start = torch.zeros(num_envs, dim, device=self.device)

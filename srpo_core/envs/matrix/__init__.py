@@ -3,6 +3,6 @@ equilibria (`equilibria`: Nash, QRE, RQE). Docs:
 docs/envs/matrix.md."""
 
 from srpo_core.envs.family import EnvFamily
-from srpo_core.envs.matrix.env import MatrixEnv, MatrixEnvConfig
+from srpo_core.envs.matrix.env import MatrixEnv, MatrixEnvConfig, spec
 
-FAMILY = EnvFamily("matrix", MatrixEnvConfig, MatrixEnv, "matrix")
+FAMILY = EnvFamily("matrix", MatrixEnvConfig, MatrixEnv, "matrix", spec)

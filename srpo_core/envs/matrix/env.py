@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Discrete, Step
+from srpo_core.envs.base import BatchedEnv, Discrete, EnvSpec, Step
 from srpo_core.envs.family import EnvConfig
 from srpo_core.errors import UserError
 
@@ -57,6 +57,13 @@ class MatrixEnvConfig(EnvConfig):
         self.tables()
 
 
+def spec(config: MatrixEnvConfig) -> EnvSpec:
+    labels, reward, _ = config.tables()
+    n0, n1 = len(reward), len(reward[0])
+    spaces = (Discrete(n0, tuple(labels[:n0])), Discrete(n1, tuple(labels[:n1])))
+    return EnvSpec(("agent0", "agent1"), (1, 1), spaces)
+
+
 class MatrixEnv(BatchedEnv):
     member_seeded = True
     agents = ("agent0", "agent1")
@@ -67,8 +74,7 @@ class MatrixEnv(BatchedEnv):
         labels, reward, cost = config.tables()
         self.reward_table = torch.tensor(reward, dtype=torch.float32, device=self.device)
         self.costs = [torch.tensor(c, dtype=torch.float32, device=self.device) for c in cost]
-        n0, n1 = self.reward_table.shape
-        self.action_spaces = (Discrete(n0, tuple(labels[:n0])), Discrete(n1, tuple(labels[:n1])))
+        self.action_spaces = spec(config).action_spaces
         self._obs = torch.ones(num_envs, 1, device=self.device)
 
     def reset(self) -> list[torch.Tensor]:

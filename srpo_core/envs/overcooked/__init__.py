@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from srpo_core.envs.base import BatchedEnv
 from srpo_core.envs.family import EnvFamily
-from srpo_core.envs.overcooked.env import OvercookedBatchedEnv, OvercookedEnvConfig
+from srpo_core.envs.overcooked.env import OvercookedBatchedEnv, OvercookedEnvConfig, spec
 from srpo_core.envs.overcooked.scripted import SCRIPTED
 from srpo_core.envs.overcooked.torch_env import OvercookedTorchEnv
 
@@ -26,6 +26,7 @@ FAMILY = EnvFamily(
     OvercookedEnvConfig,
     make_overcooked_env,
     "overcooked-ippo",
+    spec,
     SCRIPTED,
     population_backend="torch",
 )

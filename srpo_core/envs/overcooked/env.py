@@ -71,7 +71,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Discrete, Step
+from srpo_core.envs.base import BatchedEnv, Discrete, EnvSpec, Step
 from srpo_core.envs.family import EnvConfig
 from srpo_core.envs.overcooked.agents import agent_state, build_agent, load_agent_state
 from srpo_core.envs.overcooked.compat import import_overcooked
@@ -202,6 +202,11 @@ def obs_dim(config: OvercookedEnvConfig) -> int:
     if config.obs == "featurized":
         return int(mdp.get_featurize_state_shape(2)[0])  # both players' features, own first
     return int(np.prod(mdp.get_lossless_state_encoding_shape()))
+
+
+def spec(config: OvercookedEnvConfig) -> EnvSpec:
+    dim = obs_dim(config)
+    return EnvSpec(OvercookedEnvBase.agents, (dim, dim), OvercookedEnvBase.action_spaces)
 
 
 class _Shard:

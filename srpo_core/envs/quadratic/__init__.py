@@ -2,6 +2,6 @@
 docs/envs/quadratic.md."""
 
 from srpo_core.envs.family import EnvFamily
-from srpo_core.envs.quadratic.env import QuadraticEnv, QuadraticEnvConfig
+from srpo_core.envs.quadratic.env import QuadraticEnv, QuadraticEnvConfig, spec
 
-FAMILY = EnvFamily("quadratic", QuadraticEnvConfig, QuadraticEnv, "quadratic")
+FAMILY = EnvFamily("quadratic", QuadraticEnvConfig, QuadraticEnv, "quadratic", spec)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Box, Step
+from srpo_core.envs.base import BatchedEnv, Box, EnvSpec, Step
 from srpo_core.envs.family import EnvConfig
 
 
@@ -50,3 +50,7 @@ class QuadraticEnv(BatchedEnv):
             cost=torch.stack([0.5 * a0**2, 0.5 * a1**2]),
             done=torch.ones(self.num_envs, dtype=torch.bool, device=self.device),
         )
+
+
+def spec(config: QuadraticEnvConfig) -> EnvSpec:
+    return EnvSpec(QuadraticEnv.agents, QuadraticEnv.obs_dims, QuadraticEnv.action_spaces)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from srpo_core.envs.base import BatchedEnv
 from srpo_core.envs.family import EnvFamily
-from srpo_core.envs.tag.env import TagEnv, TagEnvConfig
+from srpo_core.envs.tag.env import TagEnv, TagEnvConfig, spec
 from srpo_core.envs.tag.runners import SCRIPTED
 from srpo_core.envs.tag.torch_env import TagBatchedEnv
 
@@ -19,5 +19,5 @@ def make_tag_env(config: TagEnvConfig, num_envs: int, device, seed: int) -> Batc
 
 
 FAMILY = EnvFamily(
-    "tag", TagEnvConfig, make_tag_env, "tag-ippo", SCRIPTED, population_backend="vectorized"
+    "tag", TagEnvConfig, make_tag_env, "tag-ippo", spec, SCRIPTED, population_backend="vectorized"
 )

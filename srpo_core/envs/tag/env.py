@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from srpo_core.envs.base import BatchedEnv, Box, Discrete, Step
+from srpo_core.envs.base import ActionSpace, BatchedEnv, Box, Discrete, EnvSpec, Step
 from srpo_core.envs.family import EnvConfig
 from srpo_core.envs.shards import Shards
 from srpo_core.errors import UserError
@@ -255,6 +255,19 @@ class _Shard:
         return self._observe(self.envs)
 
 
+def spec(config: TagEnvConfig) -> EnvSpec:
+    """Both backends' seats and spaces: mpe2's own, read from its env (no worker starts)."""
+    names = role_names(config)
+    probe = _make_mpe(config)
+    spaces = [probe.action_space(n) for n in names.values()]
+    obs_dims = tuple(probe.observation_space(n).shape[0] for n in names.values())
+    if config.continuous:
+        actions: tuple[ActionSpace, ...] = tuple(Box(int(s.shape[0])) for s in spaces)
+    else:
+        actions = tuple(Discrete(int(s.n), ACTION_LABELS) for s in spaces)
+    return EnvSpec(tuple(names), obs_dims, actions)
+
+
 class TagEnv(BatchedEnv):
     def __init__(self, config: TagEnvConfig, num_envs: int, device, seed: int) -> None:
         super().__init__(num_envs, device, seed)
@@ -263,17 +276,14 @@ class TagEnv(BatchedEnv):
             raise UserError(f"num_envs must be >= 1, got {num_envs}")
         self.config = config
         self.mpe_names = role_names(config)
-        self.agents = tuple(self.mpe_names)
-        probe = _make_mpe(config)
-        spaces = [probe.action_space(n) for n in self.mpe_names.values()]
-        self.obs_dims = tuple(probe.observation_space(n).shape[0] for n in self.mpe_names.values())
+        game = spec(config)
+        self.agents, self.obs_dims = game.agents, game.obs_dims
+        self.action_spaces = game.action_spaces
+        self._low = self._high = None  # discrete actions are range-checked, not clipped
         if config.continuous:
-            self.action_spaces = tuple(Box(int(s.shape[0])) for s in spaces)
+            spaces = [_make_mpe(config).action_space(n) for n in self.mpe_names.values()]
             self._low = np.stack([s.low for s in spaces])  # [agents, dim], float32
             self._high = np.stack([s.high for s in spaces])
-        else:
-            self.action_spaces = tuple(Discrete(int(s.n), ACTION_LABELS) for s in spaces)
-            self._low = self._high = None  # discrete actions are range-checked, not clipped
         self.reward_scale = config.reward_scale
         self._shards = Shards(
             _Shard, asdict(config), num_envs, config.workers, config.start_method, "tag-env"
