@@ -24,6 +24,8 @@ equal to HLE's own legal moves).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,12 +104,22 @@ def _pyhanabi():
 
 
 def spec(config: HanabiEnvConfig) -> EnvSpec:
-    template = _pyhanabi().HanabiGame(config.game_params(0))
-    return _spec(template, HanabiLayout.from_game(template))
+    _, layout, moves = _game_of(tuple(config.game_params(0).items()))
+    return _spec(layout, moves)
 
 
-def _spec(template: Any, layout: HanabiLayout) -> EnvSpec:
-    moves = [template.get_move(uid) for uid in range(layout.num_moves)]
+@functools.cache
+def _game_of(params: tuple[tuple[str, Any], ...]) -> tuple[Any, HanabiLayout, tuple[Any, ...]]:
+    """A pyhanabi game of these parameters, its layout and moves, kept for the process:
+    pyhanabi's objects free their C side in ``__del__``, which deadlocks when the garbage
+    collector runs it inside cffi's lazy lookup of a library function (as a throwaway game
+    once did, mid-``reset``)."""
+    template = _pyhanabi().HanabiGame(dict(params))
+    layout = HanabiLayout.from_game(template)
+    return template, layout, tuple(template.get_move(uid) for uid in range(layout.num_moves))
+
+
+def _spec(layout: HanabiLayout, moves: Sequence[Any]) -> EnvSpec:
     labels = tuple(str(move).strip("()").lower() for move in moves)
     players = layout.players
     agents = tuple(f"agent{i}" for i in range(players))
@@ -131,10 +143,10 @@ class HanabiEnv(BatchedEnv):
         self.template = pyhanabi.HanabiGame(config.game_params(0))
         self.encoder = pyhanabi.ObservationEncoder(self.template)
         self.layout = HanabiLayout.from_game(self.template)
-        game = _spec(self.template, self.layout)
+        self._moves = [self.template.get_move(uid) for uid in range(self.layout.num_moves)]
+        game = _spec(self.layout, self._moves)
         self.agents, self.obs_dims = game.agents, game.obs_dims
         self.action_spaces = game.action_spaces
-        self._moves = [self.template.get_move(uid) for uid in range(self.layout.num_moves)]
         self._c_moves = [move.c_move for move in self._moves]
         self._text_len = 2 * self.layout.size - 1  # "0,1,...": one digit and a comma per bit
         self._observation = self.ffi.new("pyhanabi_observation_t*")
