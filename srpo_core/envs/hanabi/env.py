@@ -110,10 +110,10 @@ def spec(config: HanabiEnvConfig) -> EnvSpec:
 
 @functools.cache
 def _game_of(params: tuple[tuple[str, Any], ...]) -> tuple[Any, HanabiLayout, tuple[Any, ...]]:
-    """A pyhanabi game of these parameters, its layout and moves, kept for the process:
-    pyhanabi's objects free their C side in ``__del__``, which deadlocks when the garbage
-    collector runs it inside cffi's lazy lookup of a library function (as a throwaway game
-    once did, mid-``reset``)."""
+    """A pyhanabi game of these parameters, its layout and moves, kept for the process (the
+    spec and every env of these parameters share them): pyhanabi's objects free their C side
+    in ``__del__``, which deadlocks when the garbage collector runs it inside cffi's lazy
+    lookup of a library function (as a throwaway game once did, mid-``reset``)."""
     template = _pyhanabi().HanabiGame(dict(params))
     layout = HanabiLayout.from_game(template)
     return template, layout, tuple(template.get_move(uid) for uid in range(layout.num_moves))
@@ -140,10 +140,9 @@ class HanabiEnv(BatchedEnv):
         self.config = config
         pyhanabi = _pyhanabi()
         self.lib, self.ffi = pyhanabi.lib, pyhanabi.ffi
-        self.template = pyhanabi.HanabiGame(config.game_params(0))
+        self.template, self.layout, moves = _game_of(tuple(config.game_params(0).items()))
         self.encoder = pyhanabi.ObservationEncoder(self.template)
-        self.layout = HanabiLayout.from_game(self.template)
-        self._moves = [self.template.get_move(uid) for uid in range(self.layout.num_moves)]
+        self._moves = list(moves)
         game = _spec(self.layout, self._moves)
         self.agents, self.obs_dims = game.agents, game.obs_dims
         self.action_spaces = game.action_spaces
