@@ -17,7 +17,7 @@ from srpo_core.distributions import Categorical
 from srpo_core.envs import make_env
 from srpo_core.envs.base import Box, Discrete
 from srpo_core.seeding import make_generator
-from srpo_core.train import build_population, build_recurrent
+from srpo_core.train import build_population
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,9 @@ def bench_env(config: Config, num_envs: int, seconds: float) -> BenchRow:
 
 def bench_train(config: Config, seconds: float) -> BenchRow:
     """Whole training iterations of one run (rollouts, SRPO adversaries, updates) for
-    ``seconds``: a population of one, or the recurrent learners' own trainer."""
-    if config.net.recurrent:
-        recurrent = build_recurrent(config, registry=None)
-        device, iterate = recurrent.device, lambda: recurrent.iterate().env_steps
-    else:
-        population = build_population([config])
-        device, iterate = population.device, lambda: population.iterate()[0].env_steps
+    ``seconds``: a population of one."""
+    population = build_population([config])
+    device, iterate = population.device, lambda: population.iterate()[0].env_steps
     iterate()  # warm-up
     env_steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

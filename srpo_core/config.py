@@ -397,6 +397,11 @@ def _validate_recurrent(config: Config) -> None:
             f"train.partners={train.partners} needs --env ipd and a recurrent policy "
             "(net.recurrent > 0)"
         )
+    if net.recurrent and config.env.name != "ipd":
+        raise UserError(
+            "recurrent policies (net.recurrent > 0) train on env ipd only (their metrics, "
+            "partners and probes are the IPD's)"
+        )
     if net.recurrent and (config.algo.name != "ippo" or config.algo.share_policy):
         raise UserError("recurrent policies (net.recurrent > 0) train with independent algo ippo")
     if net.recurrent and config.ppo.num_envs % config.ppo.minibatches:

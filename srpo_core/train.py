@@ -17,41 +17,23 @@ import torch
 
 from srpo_core import checkpoints, live_logs
 from srpo_core.algos.base import Iteration
-from srpo_core.algos.recurrent import RecurrentIPPO
 from srpo_core.config import Config, build_config
 from srpo_core.devices import resolve_device
-from srpo_core.envs import ENVS, env_spec, make_env
+from srpo_core.envs import ENVS, env_spec
 from srpo_core.errors import UserError
 from srpo_core.learn import Members, Progress, TrainResult, learn
 from srpo_core.policy_loading import load_seat
 from srpo_core.population.members import check_population
+from srpo_core.population.recurrent import RecurrentPopulation
 from srpo_core.population.trainer import Population
 from srpo_core.registry import CheckpointInfo, Registry, RunInfo
 from srpo_core.zoo.training import partner_seats, refuse_held_out
 
+Trainer = Population | RecurrentPopulation
+"""A population trainer: of feed-forward policies, or of recurrent ones (``net.recurrent``)."""
+
 POPULATION_TAG = "population:"
 """Every member of a population carries the tag ``population:ID``."""
-
-
-def build_recurrent(config: Config, registry: Registry | None) -> RecurrentIPPO:
-    """The recurrent learners of ``config`` (``net.recurrent`` > 0) with their env factory
-    and, for ``train.partners=zoo:NAME``, the zoo's members as co-players."""
-    device = resolve_device(config.run.device)
-    torch.set_num_threads(config.run.threads)
-    env_config = config.env
-
-    def factory(num_envs: int, seed: int, evaluation: bool = False):
-        return make_env(env_config, num_envs, device, seed, evaluation)
-
-    members = None
-    if config.train.partners.startswith("zoo:"):
-        if registry is None:
-            raise UserError("train.partners=zoo:NAME needs a registry")
-        members = partner_seats(
-            registry, config.train.partners[4:], env_config, factory(1, 0), device
-        )
-    frozen = load_frozen_seats(config, registry, device)
-    return RecurrentIPPO(config, factory, device, frozen, members)
 
 
 def load_frozen_seats(config: Config, registry: Registry | None, device: torch.device) -> dict:
@@ -79,8 +61,7 @@ def load_frozen_seats(config: Config, registry: Registry | None, device: torch.d
 
 
 class Trainable(Protocol):
-    """What a trainer of its own (the LLM debate's, the recurrent learners') gives the run
-    loop through `Solo`."""
+    """What a trainer of its own (the LLM debate's) gives the run loop through `Solo`."""
 
     device: torch.device
 
@@ -98,24 +79,16 @@ class Trainable(Protocol):
 
 
 def has_own_trainer(config: Config) -> bool:
-    """Runs the population trainer does not train: the LLM debate and recurrent policies."""
-    return ENVS[config.env.name].trainer is not None or bool(config.net.recurrent)
+    """Runs the population trainers do not train: a family's own trainer (the LLM debate)."""
+    return ENVS[config.env.name].trainer is not None
 
 
-def build_trainable(config: Config, registry: Registry) -> tuple[Trainable, dict[str, dict]]:
+def build_trainable(config: Config) -> tuple[Trainable, dict[str, dict]]:
     """The trainer of its own of ``config`` (`has_own_trainer`) and the spec of each policy
-    it publishes. Models, data and frozen seats are loaded here, so bad input fails before
-    a run row exists."""
+    it publishes. Models and data are loaded here, so bad input fails before a run row
+    exists."""
     live_logs.check_available(config)
-    family = ENVS[config.env.name]
-    if family.trainer is not None:  # a family without a batched env (the LLM debate)
-        return family.hook("trainer")(config)
-    algo = build_recurrent(config, registry)
-    specs = {
-        role: {"net": net.spec.to_dict(), "env_config": asdict(config.env), "seats": [role]}
-        for role, net in algo.policies().items()
-    }
-    return algo, specs
+    return ENVS[config.env.name].hook("trainer")(config)
 
 
 def iteration_size(config: Config) -> int:
@@ -173,7 +146,7 @@ def train(
     population of one, unless it has a trainer of its own (`has_own_trainer`)."""
     members: Members
     if has_own_trainer(config):
-        trainable, specs = build_trainable(config, registry)
+        trainable, specs = build_trainable(config)
         members = Solo(trainable, config)
     else:
         members = build_population([config], registry)
@@ -229,18 +202,29 @@ def _create_run(
     return run_id
 
 
-def build_population(configs: list[Config], registry: Registry | None = None) -> Population:
+def build_population(configs: list[Config], registry: Registry | None = None) -> Trainer:
     """The population of ``configs`` (`population.members` checks they can be one), with
-    the frozen seats their env config names."""
+    the frozen seats their env config names; of recurrent learners for ``net.recurrent``,
+    with a zoo's members as their co-players for ``train.partners=zoo:NAME`` (each member
+    its own copies)."""
     config = configs[0]
     check_population(configs)
     live_logs.check_available(config)
     device = resolve_device(config.run.device)
     torch.set_num_threads(config.run.threads)
-    return Population(configs, device, load_frozen_seats(config, registry, device))
+    frozen = load_frozen_seats(config, registry, device)
+    if not config.net.recurrent:
+        return Population(configs, device, frozen)
+    partners, pool = config.train.partners, None
+    if partners.startswith("zoo:"):
+        if registry is None:
+            raise UserError("train.partners=zoo:NAME needs a registry")
+        game = env_spec(config.env)
+        pool = [partner_seats(registry, partners[4:], config.env, game, device) for _ in configs]
+    return RecurrentPopulation(configs, device, frozen, pool)
 
 
-def population_specs(population: Population, config: Config) -> dict[str, dict]:
+def population_specs(population: Trainer, config: Config) -> dict[str, dict]:
     """The spec of each policy a member publishes (as `build_trainable` gives a solo run's:
     a shared policy fits every trained seat)."""
     trained = [a for i, a in enumerate(population.agents) if i not in population.frozen]
@@ -286,7 +270,7 @@ def resume(
     config = build_config(run.config)
     if not has_own_trainer(config):
         return resume_population([run], registry, on_progress=on_progress)[0]
-    trainable, _ = build_trainable(config, registry)
+    trainable, _ = build_trainable(config)
     latest = registry.latest_checkpoint(run.id)
     counters = {"env_steps": 0, "hero_samples": 0, "iterations": 0}
     if latest is not None:

@@ -7,17 +7,17 @@ import pytest
 import torch
 
 from srpo_core.agents.ipd_partners import PartnerPool
-from srpo_core.algos.recurrent import Memory, play
 from srpo_core.config import resolve
 from srpo_core.distributions import Categorical
 from srpo_core.envs.ipd.env import IpdEnv, IpdEnvConfig
 from srpo_core.envs.ipd.memory_one import MemoryOne, RandomMemoryOne, memory_one_distribution
 from srpo_core.errors import UserError
 from srpo_core.policy_loading import load_policy, load_seat
+from srpo_core.population.sequences import Memory, play
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner
 from srpo_core.seeding import make_generator
-from srpo_core.train import build_recurrent, has_own_trainer
+from srpo_core.train import build_population
 
 C, D = 0, 1
 
@@ -81,7 +81,7 @@ def test_pool_tabular_agents_play_their_drawn_probabilities():
     """In a rollout against the mixed pool, a tabular agent's cooperation at each state
     matches the mean of the probabilities drawn for it there, within 5 standard errors."""
     config = small("ppo.num_envs=512", "ppo.num_steps=20")
-    algo = build_recurrent(config, None)
+    algo = build_population([config])
     seqs = play(algo.runner, algo.nets(), algo.pool, algo.memory, 20, algo.generator, False)
     kinds = torch.bincount(algo.pool.kind, minlength=3).float() / 512
     assert all(abs(k - 1 / 3) < 5 * math.sqrt(2 / 9 / 512) for k in kinds.tolist())
@@ -146,19 +146,18 @@ def test_recomputed_log_probs_equal_the_rollouts(identity):
     """Sequences span episode boundaries (10-round episodes, 25-step rollouts) and start
     from a carried hidden state (second rollout); the unroll replays them bit for bit."""
     config = small("ppo.num_steps=25", f"env.identity={str(identity).lower()}")
-    algo = build_recurrent(config, None)
+    algo = build_population([config])
     for _ in range(2):
         seqs = play(algo.runner, algo.nets(), algo.pool, algo.memory, 25, algo.generator, identity)
     assert seqs[0].starts[0].sum() == 0 and seqs[0].starts[5].all()  # mid-episode start
     assert seqs[0].hidden0.abs().sum() > 0
     for i, net in enumerate(algo.nets()):
         seq = seqs[i]
-        with torch.no_grad():
-            logits, values = net.unroll(
-                seq.obs, seq.prev_action, seq.prev_reward, seq.hidden0, seq.starts
-            )
-        logp = Categorical(logits).log_prob(seq.actions)  # as the update computes it
-        assert torch.equal(logp, seq.logp) and torch.equal(values, seq.values)
+        one = [x.unsqueeze(1) for x in (seq.obs, seq.prev_action, seq.prev_reward, seq.starts)]
+        with torch.no_grad():  # a population of one: [T, 1, n]
+            logits, values = net.unroll(*one[:3], seq.hidden0, one[3])
+        logp = Categorical(logits).log_prob(seq.actions.unsqueeze(1))  # as the update does
+        assert torch.equal(logp[:, 0], seq.logp) and torch.equal(values[:, 0], seq.values)
     if identity:  # a learner facing a tabular agent is told its probabilities
         seq = seqs[0]
         told = seq.obs[..., 9:]
@@ -170,12 +169,14 @@ def test_recomputed_log_probs_equal_the_rollouts(identity):
 def test_memory_resets_at_episode_starts():
     """The first step of an episode acts the same whatever came before it."""
     config = small()
-    algo = build_recurrent(config, None)
+    algo = build_population([config])
     net = algo.nets()[0]
     obs = algo.runner.obs[0][:1]
     fresh = Memory.fresh([net], 1, torch.device("cpu"))
-    logits_fresh, _, _ = net.step(obs, fresh.prev_action[0], fresh.prev_reward[0], fresh.hidden[0])
-    pool = PartnerPool((1.0, 0.0, 0.0), 16, torch.device("cpu"), make_generator("cpu", 0))
+    inputs = (obs, fresh.prev_action[0], fresh.prev_reward[0])
+    logits_fresh, _, _ = net.step(*(x.unsqueeze(0) for x in inputs), fresh.hidden[0])
+    logits_fresh = logits_fresh[0]
+    pool = PartnerPool((1.0, 0.0, 0.0), 16, torch.device("cpu"), [make_generator("cpu", 0)])
     memory = Memory.fresh(algo.nets(), 16, torch.device("cpu"))
     seqs = play(algo.runner, algo.nets(), pool, memory, 21, algo.generator, False)
     seq = seqs[0]
@@ -193,8 +194,8 @@ def test_config_errors():
         resolve(flags={"env": {"name": "matrix"}}, sets=["train.partners=mixed"])
     with pytest.raises(UserError, match="needs --env ipd and a recurrent"):
         small("net.recurrent=0")
-    assert has_own_trainer(small())
-    assert not has_own_trainer(resolve(flags={"env": {"name": "matrix"}}))
+    with pytest.raises(UserError, match="train on env ipd only"):
+        resolve(presets=["gridworld-ippo"], sets=["net.recurrent=16"])
 
 
 def test_cli_train_is_reproducible(cli, registry_url):
@@ -212,8 +213,8 @@ def test_cli_train_is_reproducible(cli, registry_url):
     assert {"eval/tit-for-tat/cooperation", "train/vs_tabular/reward"} <= set(metrics[0])
     with Registry(registry_url) as reg:  # the trained weights come back from the registry
         loaded = load_policy(reg, f"{runs[0]['run_id']}/agent0")
-        algo = build_recurrent(resolve(presets=["ipd-mixed"], sets=[*sets, "run.seed=3"]), None)
+        algo = build_population([resolve(presets=["ipd-mixed"], sets=[*sets, "run.seed=3"])])
         for _ in range(2):
             algo.iterate()
-        trained = algo.nets()[0].state_dict()
+        trained = algo.policy_states()[0]["agent0"]
         assert all(torch.equal(v, trained[k]) for k, v in loaded.state_dict().items())

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from srpo_core import checkpoints
-from srpo_core.agents.recurrent import RecurrentSeat
-from srpo_core.config import resolve
+from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSeat
+from srpo_core.config import resolve, with_seed
 from srpo_core.envs.ipd.env import IpdEnv, IpdEnvConfig
 from srpo_core.envs.ipd.memory_one import PROBES, MemoryOne
 from srpo_core.registry import Registry
 from srpo_core.rollout import Runner, collect
 from srpo_core.seeding import make_generator
-from srpo_core.train import build_recurrent
+from srpo_core.train import build_population
 
 SMALL = ["ppo.num_envs=16", "ppo.num_steps=10", "env.rounds=10", "net.recurrent=16"]
 SMALL += ["net.embed=8", "run.eval_episodes=4", "run.log_every=1"]
@@ -34,11 +34,13 @@ class Recording(RecurrentSeat):
 
 
 def test_recurrent_seat_acts_as_the_training_unroll():
-    """25 steps of 10-round episodes: the seat's step-by-step logits equal the network's
-    unroll over the recorded sequence, and every episode's first step acts as from a fresh
-    memory."""
-    algo = build_recurrent(resolve(presets=["ipd-mixed"], sets=SMALL), None)
-    net = algo.nets()[0]
+    """25 steps of 10-round episodes: the seat's step-by-step logits (the stored policy, as
+    cross-play loads it) equal the training's unroll over the recorded sequence, and every
+    episode's first step acts as from a fresh memory."""
+    algo = build_population([resolve(presets=["ipd-mixed"], sets=SMALL)])
+    trained = algo.nets()[0]
+    net = RecurrentActorCritic(trained.spec)
+    net.load_state_dict(algo.policy_states()[0]["agent0"])
     seat = Recording(net)
     env = IpdEnv(IpdEnvConfig(rounds=10), num_envs=6, device="cpu", seed=0)
     tit_for_tat = MemoryOne(PROBES["tit-for-tat"])
@@ -55,12 +57,11 @@ def test_recurrent_seat_acts_as_the_training_unroll():
     prev_reward = torch.zeros(25, 6)
     prev_reward[1:] = batch["utility"][:-1]
     prev_action[starts], prev_reward[starts] = net.no_action, 0.0
-    with torch.no_grad():
-        logits, _ = net.unroll(
-            batch["obs"], prev_action, prev_reward, net.initial_state(6, "cpu"), starts
-        )
+    inputs = [x.unsqueeze(1) for x in (batch["obs"], prev_action, prev_reward, starts)]
+    with torch.no_grad():  # the training's population of one: [T, 1, n]
+        logits, _ = trained.unroll(*inputs[:3], trained.initial_state(6, "cpu"), inputs[3])
     recorded = torch.stack(seat.logits)
-    assert torch.allclose(recorded, logits.log_softmax(-1), atol=1e-6)
+    assert torch.allclose(recorded, logits[:, 0].log_softmax(-1), atol=1e-6)
     first = recorded[starts]
     assert torch.allclose(first, first[:1].expand_as(first), atol=1e-6)
     assert not torch.allclose(recorded[1], recorded[0])  # memory moves within an episode
@@ -104,7 +105,7 @@ def test_zoo_partners_train_and_cross_play(cli, registry_url):
 
 def test_zoo_partner_memory_survives_a_checkpoint(cli, registry_url):
     """Rollouts of 25 steps cut 10-round episodes: the recurrent zoo members' memories are
-    part of the training state, so a restored run continues exactly."""
+    part of each member's training state, so a restored population continues exactly."""
     make_population(cli, seeds=(1,))
     build = ["zoo", "build", "--env", "ipd", "--preset", "ipd-mixed", "--set", "env.rounds=10"]
     cli(*build, "learners", "--runs", "seed=1")
@@ -112,18 +113,18 @@ def test_zoo_partner_memory_survives_a_checkpoint(cli, registry_url):
         presets=["ipd-mixed"],
         sets=[*SMALL, "ppo.num_steps=25", "train.partners=zoo:learners"],
     )
+    configs = [config, with_seed(config, 2)]
     with Registry(registry_url) as reg:
-        algo = build_recurrent(config, reg)
+        algo = build_population(configs, reg)
         algo.iterate()
-        saved = checkpoints.from_bytes(
-            checkpoints.to_bytes(
-                {r: n.state_dict() for r, n in algo.policies().items()}, algo.state_dict(), {}
-            )
-        )
-        expected = algo.iterate().metrics
-        restored = build_recurrent(config, reg)
-        restored.load_state_dict(saved["policies"], saved["algo"])
-        assert restored.iterate().metrics == expected
+        saved = [
+            checkpoints.from_bytes(checkpoints.to_bytes(policies, state, {}))
+            for policies, state in zip(algo.policy_states(), algo.state_dict(), strict=True)
+        ]
+        expected = [it.metrics for it in algo.iterate()]
+        restored = build_population(configs, reg)
+        checkpoints.load_members_state(restored, saved, "a checkpoint")
+        assert [it.metrics for it in restored.iterate()] == expected
 
 
 def test_zoo_partner_errors(cli, registry_url):

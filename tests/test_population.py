@@ -22,6 +22,9 @@ from srpo_core.train import population_runs, train_population
 from tests.test_cli import deterministic_metrics, final_weights, wait_for_checkpoint
 from tests.test_matrix import FREE_RIDING_TAU_0, P_C_TAU_10
 
+IPD_SMALL = ["ppo.num_envs=16", "ppo.num_steps=12", "env.rounds=10", "net.recurrent=16"]
+IPD_SMALL += ["net.embed=8"]
+
 
 def member_numbers(url: str, run_id: str):
     return deterministic_metrics(url, run_id), final_weights(url, run_id)
@@ -56,6 +59,9 @@ def assert_same_run(url: str, a: str, b: str) -> None:
                 "ppo.num_steps=64",
             ],
         ),
+        # recurrent learners against the mixed pool: episodes cut by rollouts (memory carried),
+        # PPO's epochs over each member's own env columns
+        ("ipd-mixed", [*IPD_SMALL, "ppo.epochs=2", "ppo.minibatches=4", "ppo.anneal_lr=true"]),
     ],
 )
 def test_a_member_trains_the_same_alone_and_among_eight(registry_url, preset, sets):
@@ -159,14 +165,14 @@ def test_quadratic_members_with_different_tau_reach_their_own_rqe(registry_url):
             assert sum(means) / 2 == pytest.approx(rqe_mean(1.0, tau, 1.0), rel=0.03), (tau, means)
 
 
-def test_only_shape_free_keys_may_differ(registry_url):
+def test_only_shape_free_keys_may_differ(registry_url, tmp_path):
     base = resolve(presets=["gridworld-ippo"])
     other = with_seed(base, 1)
     other.ppo.num_envs = 16
     with pytest.raises(UserError, match="must share ppo.num_envs"):
         check_population([base, other])
-    with pytest.raises(UserError, match="cannot train as a population yet"):
-        check_population([resolve(presets=["gridworld-ippo"], sets=["net.recurrent=16"])])
+    with pytest.raises(UserError, match="has a trainer of its own"):
+        check_population([resolve(presets=["debate-ippo"], sets=[f"env.model_dir='{tmp_path}'"])])
     # a package's env trains alone (a population of one), not among members
     for preset, backend in (("tag-ippo", "mpe2"), ("overcooked-ippo", "package")):
         config = resolve(presets=[preset], sets=[f"env.backend='{backend}'"])
@@ -189,9 +195,20 @@ def test_seeds_flag_trains_one_population(cli, registry_url):
     assert len({line.split()[1] for line in progress}) == 2  # a progress line per member
 
 
-def test_population_resumes_bit_for_bit_after_sigkill(cli, registry_url):
-    args = [*SMALL, "--algo", "srpo", "--tau", "10", "--eps", "0.2", "--seeds", "5,6"]
-    args += ["--steps", "20000", "--set", "run.checkpoint_every=3200"]
+IPD_CLI = ["--env", "ipd", *(x for s in IPD_SMALL for x in ("--set", s))]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [*SMALL, "--algo", "srpo", "--tau", "10", "--eps", "0.2", "--steps", "20000"],
+        # recurrent learners: their memories, the partner pool and its generators too
+        [*IPD_CLI, "--set", "run.eval_episodes=4", "--steps", "9600"],
+    ],
+    ids=["matrix-srpo", "ipd-recurrent"],
+)
+def test_population_resumes_bit_for_bit_after_sigkill(cli, registry_url, args):
+    args = [*args, "--seeds", "5,6", "--set", "run.checkpoint_every=3200"]
     proc = cli.popen("train", *args, "--json")
     run_id = wait_for_checkpoint(registry_url, proc)
     proc.send_signal(signal.SIGKILL)
@@ -217,7 +234,10 @@ def test_population_resumes_bit_for_bit_after_sigkill(cli, registry_url):
         (["--seeds", "1,1"], "names a seed twice"),
         (["--seeds", "0..99999999999"], "--seeds names more than 4096 runs"),
         (["--seeds", "-3..1"], "run.seed = -3"),
-        (["--env", "ipd", "--seeds", "2"], "cannot train as a population yet"),
+        (
+            ["--env", "debate", "--set", "env.model_dir=.", "--seeds", "2"],
+            "env debate has a trainer of its own",
+        ),
     ],
 )
 def test_bad_seeds_are_one_line_and_write_nothing(cli, tmp_path, args, message):

@@ -7,7 +7,7 @@ import torch
 from torch import distributions as D
 
 from srpo_core.agents.networks import ActorCritic, NetSpec
-from srpo_core.algos.ppo import Learner, clipped_surrogate, explained_variance, gae, turn_gae
+from srpo_core.algos.ppo import clipped_surrogate, explained_variance, gae, turn_gae
 from srpo_core.config import PPOSection, resolve
 from srpo_core.distributions import Categorical, DiagGaussian
 from srpo_core.envs.base import Discrete
@@ -209,13 +209,9 @@ def test_other_players_steps_are_masked_out_of_the_losses():
 
 
 def test_separate_critic_learning_rate():
-    """The recurrent learners' `Learner`, and a population's roles: the critic's
-    parameters at ppo.critic_lr, the actor's at ppo.lr."""
+    """A population's roles: the critic's parameters at ppo.critic_lr, the actor's at
+    ppo.lr."""
     net = ActorCritic(NetSpec(3, Discrete(2), (4,), "tanh", False, critic=True))
-    groups = Learner(net, PPOSection(lr=7e-4, critic_lr=1e-3)).optimizer.param_groups
-    assert [g["lr"] for g in groups] == [7e-4, 1e-3]
-    critic = {id(p) for m in (net.critic_body, net.critic_head) for p in m.parameters()}
-    assert {id(p) for p in groups[1]["params"]} == critic
     config = resolve(presets=["gridworld-ippo"], sets=["ppo.lr=7e-4", "ppo.critic_lr=1e-3"])
     role = Role.of([net], Coefficients.of([config], torch.device("cpu")))
     named = zip(role.net.names, role.optimizer.lr, strict=True)

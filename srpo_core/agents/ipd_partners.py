@@ -27,24 +27,30 @@ KIND_WEIGHTS = {
 
 
 class PartnerPool:
-    """Who sits in each seat of each env for its current episode (see module doc)."""
+    """Who sits in each seat of each env for its current episode (see module doc). The
+    batch splits into equal consecutive slices, one per generator (a population's
+    members): each slice's draws come from its own generator, so a member meets the same
+    partners whichever members share the batch."""
 
     def __init__(
         self,
         weights: tuple[float, ...],
         num_envs: int,
         device: torch.device,
-        generator: torch.Generator,
+        generators: list[torch.Generator],
         params: torch.Tensor | None = None,
-        members: list[list[Seat]] | None = None,
+        members: list[list[list[Seat]]] | None = None,
     ) -> None:
         self.weights = torch.tensor(weights, device=device)
-        self.generator = generator
+        self.generators = generators
+        self.width = num_envs // len(generators)
+        """Envs per generator."""
         self.fixed_params = params
         """Tabular probabilities for every episode (evaluation against a probe); None:
         fresh U(0, 1)^5 per episode."""
         self.members = members
-        """Zoo members per seat (``train.partners=zoo:NAME``) instead of tabular agents."""
+        """Zoo members (``train.partners=zoo:NAME``) instead of tabular agents: per slice,
+        per seat, a copy of its own (seats with memory or generators keep them per slice)."""
         self.kind = torch.zeros(num_envs, dtype=torch.long, device=device)
         self.params = torch.zeros(num_envs, 5, device=device)
         self.draw = torch.zeros(num_envs, device=device)
@@ -56,45 +62,61 @@ class PartnerPool:
         return "tabular" if self.members is None else "zoo"
 
     def begin(self, starts: torch.Tensor) -> None:
-        """New episodes in the envs ``starts``: draw their kinds and tabular agents (drawn
-        for every env, kept where an episode starts: fixed shapes, fixed RNG use)."""
-        n = starts.shape[0]
-        kind = torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
-        if self.members is not None:
-            draw = torch.rand(n, generator=self.generator, device=starts.device)
-            self.kind = torch.where(starts, kind, self.kind)
-            self.draw = torch.where(starts, draw, self.draw)
-            return
-        if self.fixed_params is None:
-            params = torch.rand(n, 5, generator=self.generator, device=starts.device)
-        else:
-            params = self.fixed_params.to(starts.device).expand(n, 5)
-        self.kind = torch.where(starts, kind, self.kind)
-        self.params = torch.where(starts.unsqueeze(-1), params, self.params)
+        """New episodes in the envs ``starts``: each slice where one starts draws its
+        kinds and tabular agents (for its every env, kept where an episode starts: fixed
+        shapes, fixed RNG use)."""
+        width, device = self.width, starts.device
+        starting = starts.view(len(self.generators), width).any(1).tolist()
+        for k, (generator, due) in enumerate(zip(self.generators, starting, strict=True)):
+            if not due:
+                continue
+            rows = slice(k * width, (k + 1) * width)
+            here = starts[rows]
+            kind = torch.multinomial(self.weights, width, replacement=True, generator=generator)
+            self.kind[rows] = torch.where(here, kind, self.kind[rows])
+            if self.members is not None:
+                draw = torch.rand(width, generator=generator, device=device)
+                self.draw[rows] = torch.where(here, draw, self.draw[rows])
+                continue
+            if self.fixed_params is None:
+                params = torch.rand(width, 5, generator=generator, device=device)
+            else:
+                params = self.fixed_params.to(device).expand(width, 5)
+            self.params[rows] = torch.where(here.unsqueeze(-1), params, self.params[rows])
 
     def partner_in(self, seat: int) -> torch.Tensor:
         """[B] bool: a pool partner plays ``seat`` (kind 1: seat 1; kind 2: seat 0)."""
         return self.kind == 2 - seat
 
-    def act(self, seat: int, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _slices(self) -> list[slice]:
+        return [slice(k * self.width, (k + 1) * self.width) for k in range(len(self.generators))]
+
+    def act(self, seat: int, obs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         """[B] actions of the pool partners in ``seat`` (computed for every env; used where
-        `partner_in` says a partner sits there). Every zoo member acts on the whole batch, so
-        members with memory see every step of their envs."""
+        `partner_in` says a partner sits there), each slice's from its own of
+        ``generators``. Every zoo member acts on its slice's whole batch, so members with
+        memory see every step of their envs."""
         if self.members is None:
-            return memory_one_distribution(self.params, obs).sample(generator)
-        members = self.members[seat]
-        actions = torch.stack([m.distribution(obs).sample(generator) for m in members])
-        pick = (self.draw * len(members)).long().clamp_max(len(members) - 1)
-        return actions.gather(0, pick.unsqueeze(0)).squeeze(0)
+            dist = memory_one_distribution(self.params, obs)
+            parts = zip(self._slices(), generators, strict=True)
+            return torch.cat([dist[rows].sample(g) for rows, g in parts])
+        out = []
+        for k, (rows, generator) in enumerate(zip(self._slices(), generators, strict=True)):
+            members = self.members[k][seat]
+            actions = torch.stack([m.distribution(obs[rows]).sample(generator) for m in members])
+            pick = (self.draw[rows] * len(members)).long().clamp_max(len(members) - 1)
+            out.append(actions.gather(0, pick.unsqueeze(0)).squeeze(0))
+        return torch.cat(out)
 
     def observe(self, seat: int, action: torch.Tensor, step: Step) -> None:
         """After a step: the zoo members of ``seat`` hear their action, utility and ends."""
         if self.members is None:
             return
         utility = step.reward[seat] - step.cost[seat]
-        for member in self.members[seat]:
-            if hasattr(member, "observe"):
-                member.observe(action, utility, step.done)
+        for k, rows in enumerate(self._slices()):
+            for member in self.members[k][seat]:
+                if hasattr(member, "observe"):
+                    member.observe(action[rows], utility[rows], step.done[rows])
 
     def identity(self, seat: int) -> torch.Tensor:
         """[B, 6]: what ``seat`` is told about its co-player: [is tabular, its probabilities]
@@ -102,23 +124,36 @@ class PartnerPool:
         other = self.partner_in(1 - seat).float().unsqueeze(-1)
         return torch.cat([other, self.params * other], -1)
 
-    def state_dict(self) -> dict[str, Any]:
-        state = {"kind": self.kind, "params": self.params, "generator": self.generator.get_state()}
-        if self.members is not None:  # what the members remember, so resumes are exact
-            state["draw"] = self.draw
+    def member_state(self, k: int) -> dict[str, Any]:
+        """Slice k's part of the pool (its envs' seats and partners, its generator, and
+        what its zoo members remember), as a checkpoint stores it."""
+        rows = self._slices()[k]
+        state = {
+            "kind": self.kind[rows].clone(),
+            "params": self.params[rows].clone(),
+            "generator": self.generators[k].get_state(),
+        }
+        if self.members is not None:  # so that resumes are exact
+            state["draw"] = self.draw[rows].clone()
             state["members"] = [
                 [m.memory_state() if hasattr(m, "memory_state") else None for m in seat]
-                for seat in self.members
+                for seat in self.members[k]
             ]
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.kind = state["kind"].to(self.kind.device)
-        self.params = state["params"].to(self.params.device)
-        self.generator.set_state(state["generator"])
-        if self.members is not None:
-            self.draw = state["draw"].to(self.draw.device)
-            for seat, saved in zip(self.members, state["members"], strict=True):
+    def load_member_states(self, states: list[dict[str, Any]]) -> None:
+        """The whole pool from its slices' states (`member_state`)."""
+        if len(states) != len(self.generators):
+            raise ValueError("the pool's state has another number of members")
+        self.kind = torch.cat([s["kind"] for s in states]).to(self.kind.device)
+        self.params = torch.cat([s["params"] for s in states]).to(self.params.device)
+        for generator, state in zip(self.generators, states, strict=True):
+            generator.set_state(state["generator"])
+        if self.members is None:
+            return
+        self.draw = torch.cat([s["draw"] for s in states]).to(self.draw.device)
+        for seats, state in zip(self.members, states, strict=True):
+            for seat, saved in zip(seats, state["members"], strict=True):
                 for member, memory in zip(seat, saved, strict=True):
                     if memory is not None:
                         member.load_memory_state(memory)

@@ -2,8 +2,9 @@
 reward into a GRU (Weis et al.: GRU 128, 32-d embeddings), with policy and value heads.
 
 Env-agnostic (any obs size, any Discrete action space). The memory is reset at episode
-starts, so ``unroll`` over a stored sequence (with the hidden state stored at its first
-step) repeats the acting computation exactly, step by step.
+starts. This module is how a policy is stored and how it acts outside training (cross-play,
+a zoo partner: `RecurrentSeat`); training runs the same equations for every member at
+once (`srpo_core.population.stacked_recurrent`).
 """
 
 from __future__ import annotations
@@ -82,25 +83,6 @@ class RecurrentActorCritic(nn.Module):
         )
         hidden = self.gru(torch.relu(x), hidden)
         return self.actor_head(hidden), self.critic_head(hidden).squeeze(-1), hidden
-
-    def unroll(
-        self,
-        obs: torch.Tensor,
-        prev_action: torch.Tensor,
-        prev_reward: torch.Tensor,
-        hidden: torch.Tensor,
-        starts: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Over a [T, B] sequence from ``hidden`` (the state before step 0): the memory is
-        zeroed where ``starts[t]`` (obs t opens an episode), as when acting.
-        Returns (logits [T, B, A], values [T, B])."""
-        logits, values = [], []
-        for t in range(obs.shape[0]):
-            hidden = hidden * ~starts[t].unsqueeze(-1)
-            out, value, hidden = self.step(obs[t], prev_action[t], prev_reward[t], hidden)
-            logits.append(out)
-            values.append(value)
-        return torch.stack(logits), torch.stack(values)
 
 
 class RecurrentSeat:

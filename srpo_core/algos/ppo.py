@@ -1,6 +1,6 @@
-"""The PPO core of one network: GAE (also for turn-based seats), the clipped surrogate
-and a learner's minibatch loop, which the recurrent learners and the LLM debate use (the
-feed-forward runs train in `srpo_core.population`, whose batched terms follow these).
+"""The PPO core of one network: GAE (also for turn-based seats) and the clipped
+surrogate, which the population trainers and the LLM debate use (the populations' batched
+terms, one value per member, are `srpo_core.population.terms`).
 
 Turn-based envs: every player receives the shared reward at every step, and a seat's
 critic bootstraps only at its decision steps (`turn_gae`), so the rewards of the other
@@ -9,17 +9,7 @@ players' turns accumulate into the return of the seat's latest decision before t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import nn
-
-from srpo_core.agents.networks import ActorCritic
-from srpo_core.config import PPOSection
-
-Batch = dict[str, torch.Tensor]
-LossFn = Callable[[torch.Tensor | slice], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-"""loss_fn(rows) -> (loss, stats): ``rows`` index the flattened batch (``slice(None)``: all)."""
 
 
 def gae(
@@ -98,61 +88,3 @@ def clipped_surrogate(
 def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
     var = returns.var()
     return float("nan") if var == 0 else float(1 - (returns - values).var() / var)
-
-
-class Learner:
-    """A network, its Adam optimiser and PPO's epochs x minibatches loop."""
-
-    def __init__(self, net: ActorCritic, ppo: PPOSection) -> None:
-        self.net = net
-        self.ppo = ppo
-        self.params = list(net.parameters())
-        if ppo.critic_lr and net.critic_head is not None:  # separate actor and critic rates
-            named = list(net.named_parameters())
-            groups = [
-                {"params": [p for n, p in named if not n.startswith("critic_")]},
-                {
-                    "params": [p for n, p in named if n.startswith("critic_")],
-                    "lr": ppo.critic_lr,
-                    "lr_scale": ppo.critic_lr / ppo.lr,
-                },
-            ]
-            self.optimizer = torch.optim.Adam(groups, lr=ppo.lr, eps=ppo.adam_eps, fused=True)
-        else:
-            self.optimizer = torch.optim.Adam(
-                net.parameters(), lr=ppo.lr, eps=ppo.adam_eps, fused=True
-            )
-
-    def optimise(self, size: int, loss_fn: LossFn, generator: torch.Generator) -> dict[str, float]:
-        """Run the loss over shuffled minibatch indices (or, with one minibatch, over the
-        whole batch as ``slice(None)``: a mean needs no shuffling); mean of each stat."""
-        ppo, device = self.ppo, self.params[0].device
-        minibatch = size // ppo.minibatches
-        stats: list[dict[str, torch.Tensor]] = []
-        for _ in range(ppo.epochs):
-            if ppo.minibatches == 1:
-                parts: list[torch.Tensor | slice] = [slice(None)]
-            else:
-                order = torch.randperm(size, generator=generator, device=generator.device)
-                parts = list(order.to(device).split(minibatch))
-            for idx in parts:
-                loss, step_stats = loss_fn(idx)
-                self.optimizer.zero_grad()
-                loss.backward()
-                if ppo.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(self.params, ppo.max_grad_norm, foreach=True)
-                self.optimizer.step()
-                stats.append(step_stats)
-        # one transfer for every stat of every step (a sync per value costs more on a GPU);
-        # a stat some step did not report counts as 0 there
-        keys = list(dict.fromkeys(key for step_stats in stats for key in step_stats))
-        zero = torch.zeros((), device=device)
-        table = torch.stack([torch.stack([s.get(k, zero) for k in keys]) for s in stats])
-        return dict(zip(keys, table.mean(0).tolist(), strict=True))
-
-    def state_dict(self) -> dict:
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -49,11 +49,6 @@ def check_population(configs: list[Config]) -> None:
         raise UserError(
             f"env {first.env.name} has a trainer of its own; train its seeds one run each"
         )
-    if first.net.recurrent:
-        raise UserError(
-            "recurrent policies (net.recurrent > 0) cannot train as a population yet; "
-            "train their seeds one run each"
-        )
     if len(configs) > 1:
         _check_member_seeded(first)
     base = shared_key(first)

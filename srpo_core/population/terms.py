@@ -33,6 +33,14 @@ def mean_of(values: list[torch.Tensor]) -> torch.Tensor:
     return total / len(values)
 
 
+def per_member_metrics(stats: Stats) -> list[dict[str, float]]:
+    """[K] tensors -> one metrics dict per member, in one transfer (NaN, where a member
+    had nothing to report, is left out of its dict)."""
+    keys = list(stats)
+    table = torch.stack([stats[k].float().to("cpu") for k in keys]).T.tolist()
+    return [{k: v for k, v in zip(keys, row, strict=True) if v == v} for row in table]
+
+
 def as_weights(rows: torch.Tensor | None) -> torch.Tensor | None:
     """The rows [K, N] that count (bool) as 0/1 weights; None: all of them."""
     return None if rows is None else rows.float()

@@ -242,7 +242,7 @@ class Population:
         env_steps = samples * len(self.runners)
         return [
             Iteration(metrics, env_steps=env_steps, hero_samples=samples)
-            for metrics in self._per_member(stats)
+            for metrics in terms.per_member_metrics(stats)
         ]
 
     def seats(self, replace: dict[int, Role] | None = None) -> list[Seat]:
@@ -433,15 +433,6 @@ class Population:
             return {}
         labels = space.labels or tuple(str(a) for a in range(space.n))
         return {f"{prefix}p/{label}": batch["probs"][:, a] for a, label in enumerate(labels)}
-
-    def _per_member(self, stats: Stats) -> list[dict[str, float]]:
-        """[K] tensors -> one metrics dict per member, in one transfer."""
-        keys = list(stats)
-        table = torch.stack([stats[k].float().to("cpu") for k in keys]).T.tolist()
-        return [
-            {k: v for k, v in zip(keys, row, strict=True) if v == v}  # NaN: nothing to report
-            for row in table
-        ]
 
     # --- evaluation ------------------------------------------------------------------
 

@@ -5,4 +5,4 @@ from srpo_core.envs.family import EnvFamily
 from srpo_core.envs.ipd.env import IpdEnv, IpdEnvConfig, spec
 from srpo_core.envs.ipd.memory_one import SCRIPTED
 
-FAMILY = EnvFamily("ipd", IpdEnvConfig, IpdEnv, "ipd-mixed", spec, SCRIPTED, populations=False)
+FAMILY = EnvFamily("ipd", IpdEnvConfig, IpdEnv, "ipd-mixed", spec, SCRIPTED)

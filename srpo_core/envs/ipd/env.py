@@ -62,6 +62,8 @@ def spec(config: IpdEnvConfig) -> EnvSpec:
 
 class IpdEnv(BatchedEnv):
     agents = ("agent0", "agent1")
+    member_seeded = True  # it draws no random numbers at all
+    per_env_state = ("round",)
 
     def __init__(self, config: IpdEnvConfig, num_envs: int, device, seed: int) -> None:
         super().__init__(num_envs, device, seed)
