@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from srpo_core.agents.ipd_partners import PartnerPool
 from srpo_core.config import resolve
 from srpo_core.distributions import Categorical
 from srpo_core.envs.ipd.env import IpdEnv, IpdEnvConfig
 from srpo_core.envs.ipd.memory_one import MemoryOne, RandomMemoryOne, memory_one_distribution
+from srpo_core.envs.ipd.partners import PartnerPool
 from srpo_core.errors import UserError
 from srpo_core.policy_loading import load_policy, load_seat
 from srpo_core.population.sequences import Memory, play

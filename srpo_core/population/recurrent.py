@@ -7,7 +7,7 @@ policies stacked (`StackedRecurrentNet`), a rollout of sequences (`sequences.pla
 an update over whole env columns, never cuts in time (`sequence_update`). A2C is PPO with
 one epoch and one minibatch: at ratio 1 the clipped surrogate's gradient is the policy
 gradient A * grad log pi. The co-players of ``train.partners`` (the IPD's tabular agents
-or a zoo's members) are `srpo_core.agents.ipd_partners.PartnerPool`, each member's slice
+or a zoo's members) are `srpo_core.envs.ipd.partners.PartnerPool`, each member's slice
 drawn from its own generator.
 """
 
@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from srpo_core.agents.ipd_partners import KIND_WEIGHTS, PartnerPool
 from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSpec
 from srpo_core.agents.seat import Seat
 from srpo_core.algos.base import Iteration, prefixed
@@ -28,6 +27,7 @@ from srpo_core.distributions import Categorical
 from srpo_core.envs import env_spec, make_env
 from srpo_core.envs.base import BatchedEnv, Discrete
 from srpo_core.envs.ipd.memory_one import PROBES
+from srpo_core.envs.ipd.partners import KIND_WEIGHTS, PartnerPool
 from srpo_core.errors import UserError
 from srpo_core.population import member_state, terms, updates
 from srpo_core.population.members import Coefficients, check_population

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from srpo_core.agents.ipd_partners import PartnerPool
 from srpo_core.distributions import Categorical
 from srpo_core.envs.ipd.env import IDENTITY, C
+from srpo_core.envs.ipd.partners import PartnerPool
 from srpo_core.population.stacked_recurrent import StackedRecurrentNet
 from srpo_core.population.terms import Stats
 from srpo_core.rollout import MemberGenerators, Runner, draw_sample

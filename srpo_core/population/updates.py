@@ -20,6 +20,7 @@ from srpo_core.population.layout import Batch
 from srpo_core.population.members import Coefficients
 from srpo_core.population.optim import MemberAdam
 from srpo_core.population.stacked import StackedNet
+from srpo_core.population.stacked_recurrent import StackedRecurrentNet
 from srpo_core.population.terms import Stats
 
 LossFn = Callable[[torch.Tensor | slice], tuple[torch.Tensor, Stats]]
@@ -31,7 +32,7 @@ each member's rows (``slice(None)``: all of them)."""
 class Role:
     """One learner role of every member: their networks stacked, their Adams."""
 
-    net: StackedNet
+    net: StackedNet | StackedRecurrentNet
     optimizer: MemberAdam
 
     @classmethod

@@ -10,13 +10,15 @@ other learner in half of its episodes and a tabular agent in the other half;
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from srpo_core.agents.seat import Seat
 from srpo_core.envs.base import Step
 from srpo_core.envs.ipd.memory_one import memory_one_distribution
+
+if TYPE_CHECKING:
+    from srpo_core.agents.seat import Seat
 
 KIND_WEIGHTS = {
     "learners-only": (1.0, 0.0, 0.0),
