@@ -136,14 +136,14 @@ def play(
 ) -> list[Sequences]:
     """Play ``num_steps`` steps, every seat's learner acting unless the pool puts a partner
     there; the learners' memories reset where an episode starts. Each member samples from
-    its own generator of ``rng``."""
+    its own generator of ``rng``. Nothing is read back from the device inside the loop."""
     seats = range(len(nets))
     record: list[dict[str, list[torch.Tensor]]] = [{} for _ in seats]
     hidden0 = []
+    pool.draw_ahead(num_steps)
     for t in range(num_steps):
         starts = memory.starts
-        if bool(starts.any()):
-            pool.begin(starts)
+        pool.begin(starts, t)
         joint = []
         for i, net in enumerate(nets):
             keep = ~starts.view(memory.hidden[i].shape[:2]).unsqueeze(-1)

@@ -96,11 +96,12 @@ class IpdEnv(BatchedEnv):
         r0, r1 = self.payoff[a0, a1], self.payoff[a1, a0]
         self.round += 1
         done = self.round >= self.rounds
-        obs = [self._observe(a0, a1, r0), self._observe(a1, a0, r1)]
-        if bool(done.any()):
-            self.round[done] = 0
-            for o in obs:
-                o[done] = self._start[done]
+        self.round = torch.where(done, 0, self.round)
+        start = done.unsqueeze(-1)  # no branch on done: nothing read back from the device
+        obs = [
+            torch.where(start, self._start, self._observe(a0, a1, r0)),
+            torch.where(start, self._start, self._observe(a1, a0, r1)),
+        ]
         info = {
             f"{agent}/cooperation": (a == C).float() / self.rounds
             for agent, a in zip(self.agents, (a0, a1), strict=True)

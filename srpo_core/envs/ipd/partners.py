@@ -57,34 +57,48 @@ class PartnerPool:
         self.params = torch.zeros(num_envs, 5, device=device)
         self.draw = torch.zeros(num_envs, device=device)
         """Per env, a uniform number picking the episode's zoo member in either seat."""
+        self._kinds: torch.Tensor | None = None
+        self._draws: torch.Tensor | None = None
+        self._params: torch.Tensor | None = None
+        """The rollout's draws [steps, B, ...] (`draw_ahead`)."""
 
     @property
     def label(self) -> str:
         """What the pool partners are called in metrics: tabular agents or zoo members."""
         return "tabular" if self.members is None else "zoo"
 
-    def begin(self, starts: torch.Tensor) -> None:
-        """New episodes in the envs ``starts``: each slice where one starts draws its
-        kinds and tabular agents (for its every env, kept where an episode starts: fixed
-        shapes, fixed RNG use)."""
-        width, device = self.width, starts.device
-        starting = starts.view(len(self.generators), width).any(1).tolist()
-        for k, (generator, due) in enumerate(zip(self.generators, starting, strict=True)):
-            if not due:
-                continue
-            rows = slice(k * width, (k + 1) * width)
-            here = starts[rows]
-            kind = torch.multinomial(self.weights, width, replacement=True, generator=generator)
-            self.kind[rows] = torch.where(here, kind, self.kind[rows])
+    def draw_ahead(self, steps: int) -> None:
+        """Draw who would sit where in an episode starting at any of the next ``steps``
+        steps, for every env (fixed shapes, fixed RNG use): each slice from its own
+        generator, a few calls per rollout, nothing read back from the device. `begin`
+        keeps step t's draws where an episode starts."""
+        device, width = self.kind.device, self.width
+        kinds, draws, params = [], [], []
+        for generator in self.generators:
+            kind = torch.multinomial(
+                self.weights, steps * width, replacement=True, generator=generator
+            )
+            kinds.append(kind.view(steps, width))
             if self.members is not None:
-                draw = torch.rand(width, generator=generator, device=device)
-                self.draw[rows] = torch.where(here, draw, self.draw[rows])
-                continue
-            if self.fixed_params is None:
-                params = torch.rand(width, 5, generator=generator, device=device)
-            else:
-                params = self.fixed_params.to(device).expand(width, 5)
-            self.params[rows] = torch.where(here.unsqueeze(-1), params, self.params[rows])
+                draws.append(torch.rand(steps, width, generator=generator, device=device))
+            elif self.fixed_params is None:
+                params.append(torch.rand(steps, width, 5, generator=generator, device=device))
+        self._kinds = torch.cat(kinds, 1)
+        self._draws = torch.cat(draws, 1) if draws else None
+        self._params = torch.cat(params, 1) if params else None
+
+    def begin(self, starts: torch.Tensor, t: int) -> None:
+        """Step t of the rollout drawn ahead (`draw_ahead`): new episodes in the envs
+        ``starts`` take that step's kinds and partners."""
+        if self._kinds is None:
+            raise RuntimeError("begin() before draw_ahead()")
+        self.kind = torch.where(starts, self._kinds[t], self.kind)
+        if self._draws is not None:
+            self.draw = torch.where(starts, self._draws[t], self.draw)
+        elif self.members is None:
+            fresh = self._params[t] if self._params is not None else self.fixed_params
+            fresh = fresh.to(self.params.device).expand_as(self.params)
+            self.params = torch.where(starts.unsqueeze(-1), fresh, self.params)
 
     def partner_in(self, seat: int) -> torch.Tensor:
         """[B] bool: a pool partner plays ``seat`` (kind 1: seat 1; kind 2: seat 0)."""
