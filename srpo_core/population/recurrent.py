@@ -65,9 +65,7 @@ class RecurrentPopulation:
         self.seeds = [c.run.seed for c in configs]
         game = env_spec(base.env)
         self.agents = game.agents
-        self.identity = bool(getattr(base.env, "identity", False))
-        if self.identity and base.env.name != "ipd":
-            raise UserError("co-player identities exist for env ipd only")
+        self.identity = bool(base.env.identity)  # recurrent learners train on the IPD only
         partners = base.train.partners
         if partners.startswith("zoo:") and pool_members is None:
             raise UserError(f"train.partners={partners} needs the zoo's members (a registry)")
