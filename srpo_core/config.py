@@ -181,6 +181,9 @@ class NetSection:
     ortho_init: bool = True
     log_std_init: float = 0.0
     """Initial log standard deviation of Gaussian (continuous-action) policies."""
+    conv: list[int] = ranged(factory=list, ge=1)
+    """Channels of 3x3 convolutions (stride 1, padding 1, ReLU) before each MLP, for grid
+    observations (overcooked with env.obs='lossless'); []: the MLPs read the flat vector."""
     recurrent: int = ranged(0, ge=0)
     """GRU width of a recurrent policy (srpo_core/agents/recurrent.py); 0: the MLPs above."""
     embed: int = ranged(32, ge=1)
@@ -397,6 +400,8 @@ def _validate_recurrent(config: Config) -> None:
             f"train.partners={train.partners} needs --env ipd and a recurrent policy "
             "(net.recurrent > 0)"
         )
+    if net.recurrent and net.conv:
+        raise UserError("net.conv is for feed-forward policies; recurrent ones embed the vector")
     if net.recurrent and config.env.name != "ipd":
         raise UserError(
             "recurrent policies (net.recurrent > 0) train on env ipd only (their metrics, "

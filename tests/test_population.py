@@ -59,6 +59,18 @@ def assert_same_run(url: str, a: str, b: str) -> None:
                 "ppo.num_steps=64",
             ],
         ),
+        # a convolutional torso on the lossless grid: each member's convolutions its own
+        (
+            "overcooked-ippo",
+            [
+                "env.backend='torch'",
+                "env.obs='lossless'",
+                "net.conv=[4]",
+                "env.horizon=50",
+                "ppo.num_envs=4",
+                "ppo.num_steps=128",
+            ],
+        ),
         # recurrent learners against the mixed pool: episodes cut by rollouts (memory carried),
         # PPO's epochs over each member's own env columns
         ("ipd-mixed", [*IPD_SMALL, "ppo.epochs=2", "ppo.minibatches=4", "ppo.anneal_lr=true"]),

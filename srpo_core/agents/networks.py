@@ -1,4 +1,5 @@
-"""Actor-critic MLPs for discrete (categorical) and continuous (Gaussian) actions."""
+"""Actor-critic MLPs for discrete (categorical) and continuous (Gaussian) actions, each
+optionally behind a small convolutional torso for grid observations (``NetSpec.conv``)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,30 @@ class NetSpec:
     shared_trunk: bool
     critic: bool
     log_std_init: float = 0.0
+    conv: tuple[int, ...] = ()
+    """Channels of the 3x3 convolutions (padding 1, ReLU) before the actor's and the
+    critic's MLP, each its own torso; () for none."""
+    grid: tuple[int, int, int] | None = None
+    """(width, height, channels) of the observation a torso reads (``EnvSpec.grids``)."""
+
+    def __post_init__(self) -> None:
+        if self.conv and self.grid is None:
+            raise ValueError("a convolutional torso needs the observation's grid shape")
+        if self.conv and self.shared_trunk:
+            raise ValueError("a convolutional torso needs separate actor and critic")
+
+    @property
+    def features(self) -> int:
+        """What the MLPs read: the observation, or the last convolution's maps."""
+        if not self.conv:
+            return self.obs_dim
+        assert self.grid is not None
+        width, height, _ = self.grid
+        return self.conv[-1] * width * height
 
     def to_dict(self) -> dict:
         space = self.action_space
+        torso = {"conv": list(self.conv), "grid": list(self.grid)} if self.conv else {}
         return {
             "obs_dim": self.obs_dim,
             "action_space": {"type": type(space).__name__, **space.__dict__},
@@ -39,6 +61,7 @@ class NetSpec:
             "shared_trunk": self.shared_trunk,
             "critic": self.critic,
             "log_std_init": self.log_std_init,
+            **torso,
         }
 
     @classmethod
@@ -49,7 +72,37 @@ class NetSpec:
             action_space: ActionSpace = Discrete(space["n"], tuple(space.get("labels", ())))
         else:
             action_space = Box(space["dim"])
-        return cls(**{**data, "action_space": action_space, "hidden": tuple(data["hidden"])})
+        torso = {}
+        if data.get("conv"):
+            torso = {"conv": tuple(data["conv"]), "grid": tuple(data["grid"])}
+        return cls(
+            **{**data, "action_space": action_space, "hidden": tuple(data["hidden"]), **torso}
+        )
+
+
+def conv_torso(channels: int, conv: tuple[int, ...]) -> nn.ModuleList:
+    """3x3 convolutions, stride 1, padding 1 (the grid keeps its size)."""
+    sizes = [channels, *conv]
+    pairs = zip(sizes[:-1], sizes[1:], strict=True)
+    return nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in pairs)
+
+
+def torso_forward(
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    grid: tuple[int, int, int] | None,
+    x: torch.Tensor,
+) -> torch.Tensor:
+    """[..., W * H * C] grid observations (channels last) -> [..., features] through the
+    convolutions ``layers`` ((weight, bias) each, ReLU after each); no layers: ``x``."""
+    if not layers:
+        return x
+    assert grid is not None
+    width, height, channels = grid
+    lead = x.shape[:-1]
+    y = x.reshape(-1, width, height, channels).permute(0, 3, 1, 2)
+    for weight, bias in layers:
+        y = torch.relu(F.conv2d(y, weight, bias, padding=1))
+    return y.reshape(*lead, -1)
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -68,16 +121,15 @@ class ActorCritic(nn.Module):
             raise ValueError(f"unknown activation '{spec.activation}'")
         self.spec = spec
         hidden = list(spec.hidden)
-        width = hidden[-1] if hidden else spec.obs_dim
+        inputs = spec.features
+        width = hidden[-1] if hidden else inputs
         space = spec.action_space
         out = space.n if isinstance(space, Discrete) else space.dim
-        self.trunk = mlp([spec.obs_dim, *hidden], spec.activation) if spec.shared_trunk else None
-        self.actor_body = (
-            None if spec.shared_trunk else mlp([spec.obs_dim, *hidden], spec.activation)
-        )
+        self.trunk = mlp([inputs, *hidden], spec.activation) if spec.shared_trunk else None
+        self.actor_body = None if spec.shared_trunk else mlp([inputs, *hidden], spec.activation)
         self.actor_head = nn.Linear(width, out)
         self.critic_body = (
-            mlp([spec.obs_dim, *hidden], spec.activation)
+            mlp([inputs, *hidden], spec.activation)
             if spec.critic and not spec.shared_trunk
             else None
         )
@@ -85,6 +137,9 @@ class ActorCritic(nn.Module):
         self.log_std = (
             nn.Parameter(torch.full((out,), spec.log_std_init)) if isinstance(space, Box) else None
         )
+        channels = spec.grid[2] if spec.grid else 0
+        self.actor_conv = conv_torso(channels, spec.conv) if spec.conv else None
+        self.critic_conv = conv_torso(channels, spec.conv) if spec.conv and spec.critic else None
         self._activation = ACTIVATION_FNS[spec.activation]
         self._activation_ = ACTIVATIONS_INPLACE[spec.activation]
         self._discrete = isinstance(space, Discrete)
@@ -104,6 +159,8 @@ class ActorCritic(nn.Module):
         )
         self._actor_t = [(w.detach().T, b.detach()) for w, b in self._actor]
         self._critic_t = [(w.detach().T, b.detach()) for w, b in self._critic]
+        self._actor_conv = [(c.weight, c.bias) for c in self.actor_conv or ()]
+        self._critic_conv = [(c.weight, c.bias) for c in self.critic_conv or ()]
 
     def _apply(self, fn, recurse=True):  # .to(), .cuda(), .double(): parameters may be new
         out = super()._apply(fn, recurse)
@@ -127,7 +184,7 @@ class ActorCritic(nn.Module):
     def reset_parameters(self, generator: torch.Generator, orthogonal: bool = True) -> None:
         """Seeded init (CleanRL style: orthogonal, gain sqrt 2 hidden, 0.01 actor, 1 critic)."""
         for name, module in self.named_modules():
-            if not isinstance(module, nn.Linear):
+            if not isinstance(module, nn.Linear | nn.Conv2d):
                 continue
             gain = 0.01 if name == "actor_head" else 1.0 if name == "critic_head" else math.sqrt(2)
             if orthogonal:
@@ -137,6 +194,7 @@ class ActorCritic(nn.Module):
             nn.init.zeros_(module.bias)
 
     def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
+        obs = torso_forward(self._actor_conv, self.spec.grid, obs)
         out = self._forward(self._actor, obs, self._actor_t)
         if self._discrete:
             return Categorical(out, mask)
@@ -145,4 +203,5 @@ class ActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if not self._critic:
             raise RuntimeError("this network has no critic")
+        obs = torso_forward(self._critic_conv, self.spec.grid, obs)
         return self._forward(self._critic, obs, self._critic_t).squeeze(-1)

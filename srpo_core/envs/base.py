@@ -45,6 +45,13 @@ class EnvSpec:
     agents: tuple[str, ...]
     obs_dims: tuple[int, ...]
     action_spaces: tuple[ActionSpace, ...]
+    grids: tuple[tuple[int, int, int] | None, ...] = ()
+    """Per seat, where its observation is a grid flattened from (width, height, channels)
+    (C order, channels last): the shape a convolutional torso (``net.conv``) reads; () or
+    None: not a grid."""
+
+    def grid(self, seat: int) -> tuple[int, int, int] | None:
+        return self.grids[seat] if self.grids else None
 
 
 class StackedInfo(Mapping[str, torch.Tensor]):

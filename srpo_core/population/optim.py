@@ -31,7 +31,7 @@ class MemberAdam:
         self.params = params
         self.base_lr = [_per_member(rate, p) for rate, p in zip(lr, params, strict=True)]
         self.lr = list(self.base_lr)
-        self.eps = _per_member(eps, params[0])
+        self.eps = [_per_member(eps, p) for p in params]
         self.max_norm = max_grad_norm
         self.clipping = bool((max_grad_norm > 0).any())
         self.exp_avg = [torch.zeros_like(p) for p in params]
@@ -89,8 +89,9 @@ class MemberAdam:
         torch._foreach_add_(self.exp_avg_sq, squares)
         denoms = torch._foreach_sqrt(self.exp_avg_sq)
         torch._foreach_div_(denoms, root_bias2)
-        for p, m, denom, lr in zip(self.params, self.exp_avg, denoms, self.lr, strict=True):
-            p.sub_(m / (denom + self.eps) * (lr / bias1))
+        parts = zip(self.params, self.exp_avg, denoms, self.lr, self.eps, strict=True)
+        for p, m, denom, lr, eps in parts:
+            p.sub_(m / (denom + eps) * (lr / bias1))
 
     def member_state(self, k: int) -> dict[str, Any]:
         return {

@@ -6,13 +6,16 @@ Each Linear layer of `ActorCritic` becomes a weight [K, in, out] (transposed, as
 each member computes what its own network would. Members are built as ordinary
 `ActorCritic` networks (same init, from each member's own generator) and can be taken
 out again as one (`member_state`), which is what checkpoints and the registry store.
+A convolutional torso (``NetSpec.conv``) keeps its weights [K, out, in, 3, 3] and biases
+[K, out] and runs member by member (each member's convolutions the ops a population of
+one would run), before the stacked MLP.
 """
 
 from __future__ import annotations
 
 import torch
 
-from srpo_core.agents.networks import ActorCritic, NetSpec
+from srpo_core.agents.networks import ActorCritic, NetSpec, torso_forward
 from srpo_core.distributions import Categorical, DiagGaussian, Distribution
 
 SIGMOID_TANH_FROM = 4096
@@ -60,6 +63,8 @@ class StackedNet:
 
         self.actor = stacked(first._actor)
         self.critic = stacked(first._critic)
+        self.actor_conv = stacked(first._actor_conv)
+        self.critic_conv = stacked(first._critic_conv)
         self.log_std = self.params.get("log_std")
         self.discrete = self.log_std is None
         self._activation = ACTIVATION_FNS[self.spec.activation]
@@ -85,9 +90,21 @@ class StackedNet:
             return (x * weight.transpose(1, 2)).sum(-1, keepdim=True) + bias
         return torch.baddbmm(bias, x, weight)
 
+    def _torso(self, layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor):
+        """[K, N, obs_dim] -> [K, N, features] through each member's own convolutions."""
+        if not layers:
+            return x
+        grid = self.spec.grid
+        return torch.stack(
+            [
+                torso_forward([(w[k], b[k]) for w, b in layers], grid, x[k])
+                for k in range(self.members)
+            ]
+        )
+
     def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
         """obs [K, N, obs_dim] -> a distribution over [K, N] actions."""
-        out = self._forward(self.actor, obs)
+        out = self._forward(self.actor, self._torso(self.actor_conv, obs))
         if self.discrete:
             return Categorical(out, mask)
         return DiagGaussian(out, self.log_std.expand_as(out))
@@ -99,6 +116,8 @@ class StackedNet:
         [1, N] actions: the ops a population of one would run on them, whoever else is
         stacked (turn-based updates select each member's decisions this way)."""
         layers = [(weight[k : k + 1], bias[k : k + 1]) for weight, bias in self.actor]
+        torso = [(weight[k], bias[k]) for weight, bias in self.actor_conv]
+        obs = torso_forward(torso, self.spec.grid, obs)
         out = self._forward(layers, obs.unsqueeze(0))
         if self.discrete:
             return Categorical(out, None if mask is None else mask.unsqueeze(0))
@@ -106,7 +125,7 @@ class StackedNet:
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [K, N, obs_dim] -> V [K, N]."""
-        return self._forward(self.critic, obs).squeeze(-1)
+        return self._forward(self.critic, self._torso(self.critic_conv, obs)).squeeze(-1)
 
     def member_state(self, k: int) -> dict[str, torch.Tensor]:
         """Member k's weights as its own `ActorCritic`'s state_dict."""
@@ -122,6 +141,8 @@ class StackedNet:
 
 def _to_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
     """[K, *ActorCritic shape] -> the stacked layout."""
+    if "_conv." in name:  # a convolution's weight or bias: as the module holds it
+        return value
     if name.endswith("weight"):
         return value.transpose(1, 2)
     return value.unsqueeze(1)  # bias, log_std: [K, 1, out]
@@ -129,6 +150,8 @@ def _to_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
 
 def _from_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
     """One member's slice of the stacked layout -> its ActorCritic shape."""
+    if "_conv." in name:
+        return value
     return value.T if name.endswith("weight") else value.squeeze(0)
 
 

@@ -114,6 +114,7 @@ class Population:
         self.agents = game.agents
         self.action_spaces = game.action_spaces
         self.obs_dims = game.obs_dims
+        self.game = game
         self.init_generators = [
             make_generator(torch.device("cpu"), sub_seed(s, "init")) for s in self.seeds
         ]
@@ -167,6 +168,14 @@ class Population:
 
     def _spec(self, seat: int, *, critic: bool) -> NetSpec:
         net = self.config.net
+        grid = self.game.grid(seat)
+        if net.conv and grid is None:
+            raise UserError(
+                f"net.conv needs a grid observation, and {self.agents[seat]}'s in env "
+                f"{self.config.env.name} is a flat vector (overcooked: --set env.obs='lossless')"
+            )
+        if net.conv and net.shared_trunk:
+            raise UserError("net.conv needs separate actor and critic (net.shared_trunk=false)")
         return NetSpec(
             obs_dim=self.obs_dims[seat],
             action_space=self.action_spaces[seat],
@@ -175,6 +184,8 @@ class Population:
             shared_trunk=net.shared_trunk,
             critic=critic,
             log_std_init=net.log_std_init,
+            conv=tuple(net.conv),
+            grid=grid if net.conv else None,
         )
 
     def _build(self, spec: NetSpec) -> list[ActorCritic]:

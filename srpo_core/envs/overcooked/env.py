@@ -206,7 +206,12 @@ def obs_dim(config: OvercookedEnvConfig) -> int:
 
 def spec(config: OvercookedEnvConfig) -> EnvSpec:
     dim = obs_dim(config)
-    return EnvSpec(OvercookedEnvBase.agents, (dim, dim), OvercookedEnvBase.action_spaces)
+    grids: tuple = ()
+    if config.obs == "lossless":  # [x][y][26 masks], flattened (x * height + y) * 26 + mask
+        mdp, _ = layout_planner(config.layout)
+        width, height, masks = (int(v) for v in mdp.get_lossless_state_encoding_shape())
+        grids = ((width, height, masks),) * 2
+    return EnvSpec(OvercookedEnvBase.agents, (dim, dim), OvercookedEnvBase.action_spaces, grids)
 
 
 class _Shard:
