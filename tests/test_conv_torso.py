@@ -4,6 +4,7 @@ configurations it cannot serve are one line."""
 
 import pytest
 import torch
+
 from srpo_core.agents.networks import ActorCritic, NetSpec, torso_forward
 from srpo_core.config import resolve
 from srpo_core.envs import env_spec
