@@ -24,13 +24,13 @@ from srpo_core.algos.base import Iteration, prefixed
 from srpo_core.algos.ppo import gae
 from srpo_core.config import Config
 from srpo_core.distributions import Categorical
-from srpo_core.envs import env_spec, make_env
-from srpo_core.envs.base import BatchedEnv, Discrete
+from srpo_core.envs.base import Discrete
 from srpo_core.envs.ipd.memory_one import PROBES
 from srpo_core.envs.ipd.partners import KIND_WEIGHTS, PartnerPool
 from srpo_core.errors import UserError
 from srpo_core.population import member_state, terms, updates
-from srpo_core.population.members import Coefficients, check_population
+from srpo_core.population.frame import PopulationFrame
+from srpo_core.population.members import Coefficients
 from srpo_core.population.optim import MemberAdam
 from srpo_core.population.sequences import Memory, Sequences, by_member, play, play_metrics
 from srpo_core.population.stacked_recurrent import StackedRecurrentNet
@@ -41,7 +41,7 @@ from srpo_core.seeding import make_generator, sub_seed
 from srpo_core.side_by_side import SideBySide
 
 
-class RecurrentPopulation:
+class RecurrentPopulation(PopulationFrame):
     """K recurrent runs of one shape (`members.check_population`) trained together."""
 
     def __init__(
@@ -53,18 +53,11 @@ class RecurrentPopulation:
     ) -> None:
         """``pool_members``: per member, per seat, its own copies of the zoo members it
         may meet (``train.partners=zoo:NAME``)."""
-        check_population(configs)
+        super().__init__(configs, device)
         if frozen:
             raise UserError("recurrent learners do not play with frozen seats yet")
         self.frozen: dict[int, Seat] = {}
-        self.configs = configs
-        self.config = base = configs[0]
-        self.device = device
-        self.members = len(configs)
-        self.coef = Coefficients.of(configs, device)
-        self.seeds = [c.run.seed for c in configs]
-        game = env_spec(base.env)
-        self.agents = game.agents
+        base, game = self.config, self.game
         self.identity = bool(base.env.identity)  # recurrent learners train on the IPD only
         partners = base.train.partners
         if partners.startswith("zoo:") and pool_members is None:
@@ -85,7 +78,7 @@ class RecurrentPopulation:
         }
         self.side_by_side = SideBySide(base.run.parallel_updates, base.run.threads)
         num_envs = base.ppo.num_envs
-        self.runner = Runner(self._env(num_envs, [sub_seed(s, "env0") for s in self.seeds]))
+        self.runner = Runner(self.env_batch(num_envs, [sub_seed(s, "env0") for s in self.seeds]))
         self.pool = PartnerPool(
             KIND_WEIGHTS[partners.split(":", 1)[0]],
             num_envs * self.members,
@@ -113,13 +106,6 @@ class RecurrentPopulation:
         optimizer = MemberAdam(stacked.parameters(), rates, coef.adam_eps, coef.max_grad_norm)
         return Role(stacked, optimizer)
 
-    def _env(self, num_envs: int, seeds: list[int], evaluation: bool = False) -> BatchedEnv:
-        """``num_envs`` envs per member, each member's slice seeded from its own seed."""
-        env = make_env(self.config.env, num_envs * self.members, self.device, seeds[0], evaluation)
-        if self.members > 1:
-            env.split_generators(seeds)
-        return env
-
     def nets(self) -> list[StackedRecurrentNet]:
         return [self.heroes[i].net for i in range(len(self.agents))]
 
@@ -128,10 +114,6 @@ class RecurrentPopulation:
     def roles(self) -> dict[str, Role]:
         """Each trained role by the name its policy is published under."""
         return {self.agents[i]: role for i, role in self.heroes.items()}
-
-    def set_lr_fraction(self, fraction: float) -> None:
-        for role in self.heroes.values():
-            role.optimizer.scale_lr(fraction)
 
     def iterate(self) -> list[Iteration]:
         config, ppo = self.config, self.config.ppo
@@ -186,7 +168,7 @@ class RecurrentPopulation:
         out: Stats = {}
         sums: dict[str, list[torch.Tensor]] = {}
         for index, (name, weights, fixed) in enumerate(matchups):
-            env = self._env(
+            env = self.env_batch(
                 episodes, [sub_seed(s, f"eval-env/{index}") for s in seeds], evaluation=True
             )
             generators = [
@@ -214,13 +196,6 @@ class RecurrentPopulation:
         """Its envs hold no worker processes."""
 
     # --- state -----------------------------------------------------------------------
-
-    def policy_states(self) -> list[dict[str, dict[str, torch.Tensor]]]:
-        """Per member, each seat's weights as its own run's policy."""
-        return [
-            {name: role.net.member_state(k) for name, role in self.roles().items()}
-            for k in range(self.members)
-        ]
 
     def state_dict(self) -> list[dict[str, Any]]:
         """Per member, its optimisers, generators, env slice, memory and partners."""

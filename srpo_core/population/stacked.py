@@ -13,7 +13,10 @@ one would run), before the stacked MLP.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from torch import nn
 
 from srpo_core.agents.networks import ActorCritic, NetSpec, torso_forward
 from srpo_core.distributions import Categorical, DiagGaussian, Distribution
@@ -43,20 +46,54 @@ ACTIVATION_FNS = {"tanh": _tanh, "relu": torch.relu}
 ACTIVATIONS_INPLACE = {"tanh": _tanh_, "relu": torch.relu_}
 
 
-class StackedNet:
-    def __init__(self, nets: list[ActorCritic]) -> None:
-        first = nets[0]
-        self.spec: NetSpec = first.spec
+class StackedParameters:
+    """K modules' parameters of one shape stacked along a member axis, each in the layout
+    `to_stacked` gives it (`from_stacked` undoes it): what every stacked network shares,
+    its optimiser's parameters and a member's weights taken out and put back."""
+
+    def __init__(self, nets: Sequence[nn.Module]) -> None:
         self.members = len(nets)
-        names = {id(p): name for name, p in first.named_parameters()}
-        self.names = list(names.values())
+        self.names = [name for name, _ in nets[0].named_parameters()]
         per_member = [dict(net.named_parameters()) for net in nets]
         self.params: dict[str, torch.Tensor] = {
-            name: _to_stacked(name, torch.stack([p[name].detach() for p in per_member]))
+            name: self.to_stacked(name, torch.stack([p[name].detach() for p in per_member]))
             .contiguous()
             .requires_grad_()
             for name in self.names
         }
+
+    @staticmethod
+    def to_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
+        """[K, *module shape] -> the stacked layout."""
+        raise NotImplementedError
+
+    @staticmethod
+    def from_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
+        """One member's slice of the stacked layout -> its module shape."""
+        raise NotImplementedError
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.params[name] for name in self.names]
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's weights as its own module's state_dict."""
+        return {
+            name: self.from_stacked(name, self.params[name][k]).detach().clone()
+            for name in self.names
+        }
+
+    @torch.no_grad()
+    def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        for name in self.names:
+            self.params[name][k].copy_(self.to_stacked(name, state[name].unsqueeze(0))[0])
+
+
+class StackedNet(StackedParameters):
+    def __init__(self, nets: list[ActorCritic]) -> None:
+        super().__init__(nets)
+        first = nets[0]
+        self.spec: NetSpec = first.spec
+        names = {id(p): name for name, p in first.named_parameters()}
 
         def stacked(layers: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor]]:
             return [(self.params[names[id(w)]], self.params[names[id(b)]]) for w, b in layers]
@@ -73,9 +110,6 @@ class StackedNet:
     @property
     def has_critic(self) -> bool:
         return bool(self.critic)
-
-    def parameters(self) -> list[torch.Tensor]:
-        return [self.params[name] for name in self.names]
 
     def _forward(self, layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor):
         grad = torch.is_grad_enabled()
@@ -127,32 +161,19 @@ class StackedNet:
         """obs [K, N, obs_dim] -> V [K, N]."""
         return self._forward(self.critic, self._torso(self.critic_conv, obs)).squeeze(-1)
 
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's weights as its own `ActorCritic`'s state_dict."""
-        return {
-            name: _from_stacked(name, self.params[name][k]).detach().clone() for name in self.names
-        }
+    @staticmethod
+    def to_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
+        if "_conv." in name:  # a convolution's weight or bias: as the module holds it
+            return value
+        if name.endswith("weight"):
+            return value.transpose(1, 2)
+        return value.unsqueeze(1)  # bias, log_std: [K, 1, out]
 
-    @torch.no_grad()
-    def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
-        for name in self.names:
-            self.params[name][k].copy_(_to_stacked(name, state[name].unsqueeze(0))[0])
-
-
-def _to_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
-    """[K, *ActorCritic shape] -> the stacked layout."""
-    if "_conv." in name:  # a convolution's weight or bias: as the module holds it
-        return value
-    if name.endswith("weight"):
-        return value.transpose(1, 2)
-    return value.unsqueeze(1)  # bias, log_std: [K, 1, out]
-
-
-def _from_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
-    """One member's slice of the stacked layout -> its ActorCritic shape."""
-    if "_conv." in name:
-        return value
-    return value.T if name.endswith("weight") else value.squeeze(0)
+    @staticmethod
+    def from_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
+        if "_conv." in name:
+            return value
+        return value.T if name.endswith("weight") else value.squeeze(0)
 
 
 class StackedSeat:

@@ -15,32 +15,22 @@ from __future__ import annotations
 import torch
 
 from srpo_core.agents.recurrent import RecurrentActorCritic, RecurrentSpec
+from srpo_core.population.stacked import StackedParameters
 
 EMBEDDING = "action_embed.weight"
 """The one weight kept in its module's layout (a lookup table, not a matmul)."""
 
 
-class StackedRecurrentNet:
+class StackedRecurrentNet(StackedParameters):
     def __init__(self, nets: list[RecurrentActorCritic]) -> None:
+        super().__init__(nets)
         self.spec: RecurrentSpec = nets[0].spec
-        self.members = len(nets)
-        self.names = [name for name, _ in nets[0].named_parameters()]
-        per_member = [dict(net.named_parameters()) for net in nets]
-        self.params: dict[str, torch.Tensor] = {
-            name: _to_stacked(name, torch.stack([p[name].detach() for p in per_member]))
-            .contiguous()
-            .requires_grad_()
-            for name in self.names
-        }
         self.members_index = torch.arange(self.members, device=self.params[EMBEDDING].device)
 
     @property
     def no_action(self) -> int:
         """The previous-action index of an episode's first step."""
         return self.spec.num_actions
-
-    def parameters(self) -> list[torch.Tensor]:
-        return [self.params[name] for name in self.names]
 
     def initial_state(self, batch: int, device: torch.device) -> torch.Tensor:
         """Every member's memory of ``batch`` envs before their first step: [K, B, H]."""
@@ -96,32 +86,19 @@ class StackedRecurrentNet:
             values.append(value)
         return torch.stack(logits), torch.stack(values)
 
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's weights as its own `RecurrentActorCritic`'s state_dict."""
-        return {
-            name: _from_stacked(name, self.params[name][k]).detach().clone() for name in self.names
-        }
+    @staticmethod
+    def to_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
+        if name == EMBEDDING:
+            return value
+        if _is_weight(name):  # [K, out, in]
+            return value.transpose(1, 2)
+        return value.unsqueeze(1)  # a bias: [K, 1, out]
 
-    @torch.no_grad()
-    def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
-        for name in self.names:
-            self.params[name][k].copy_(_to_stacked(name, state[name].unsqueeze(0))[0])
-
-
-def _to_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
-    """[K, *module shape] -> the stacked layout."""
-    if name == EMBEDDING:
-        return value
-    if _is_weight(name):  # [K, out, in]
-        return value.transpose(1, 2)
-    return value.unsqueeze(1)  # a bias: [K, 1, out]
-
-
-def _from_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
-    """One member's slice of the stacked layout -> its module shape."""
-    if name == EMBEDDING:
-        return value
-    return value.T if _is_weight(name) else value.squeeze(0)
+    @staticmethod
+    def from_stacked(name: str, value: torch.Tensor) -> torch.Tensor:
+        if name == EMBEDDING:
+            return value
+        return value.T if _is_weight(name) else value.squeeze(0)
 
 
 def _is_weight(name: str) -> bool:

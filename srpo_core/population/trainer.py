@@ -52,12 +52,11 @@ from srpo_core.algos.base import Iteration, prefixed
 from srpo_core.algos.ppo import gae, turn_gae
 from srpo_core.config import Config
 from srpo_core.distributions import Categorical, Distribution
-from srpo_core.envs import env_spec, make_env
-from srpo_core.envs.base import BatchedEnv, Discrete
+from srpo_core.envs.base import Discrete
 from srpo_core.errors import UserError
 from srpo_core.population import layout, member_state, terms, updates
+from srpo_core.population.frame import PopulationFrame
 from srpo_core.population.layout import Batch, decision_steps, pick, split_roles
-from srpo_core.population.members import Coefficients, check_population
 from srpo_core.population.stacked import StackedNet, StackedSeat, to_members
 from srpo_core.population.terms import Stats
 from srpo_core.population.updates import Role
@@ -94,7 +93,7 @@ class HeroOrAdversary:
         return pick(self.is_hero, hero, self.adversary.distribution(obs, mask))
 
 
-class Population:
+class Population(PopulationFrame):
     """K runs of one shape (`members.check_population`) trained together."""
 
     def __init__(
@@ -102,19 +101,11 @@ class Population:
     ) -> None:
         """``frozen``: seats that play along without learning (a Tag runner), by index;
         policies of any batch size, the same for every member."""
-        check_population(configs)
+        super().__init__(configs, device)
         self.frozen = dict(frozen or {})
-        self.configs = configs
-        self.config = base = configs[0]
-        self.device = device
-        self.members = len(configs)
-        self.coef = Coefficients.of(configs, device)
-        self.seeds = [c.run.seed for c in configs]
-        game = env_spec(base.env)
-        self.agents = game.agents
+        base, game = self.config, self.game
         self.action_spaces = game.action_spaces
         self.obs_dims = game.obs_dims
-        self.game = game
         self.init_generators = [
             make_generator(torch.device("cpu"), sub_seed(s, "init")) for s in self.seeds
         ]
@@ -147,7 +138,10 @@ class Population:
         }
         """Per learner role (by its first seat), its update's and its adversaries' RNGs."""
         env_names = [f"env{i}" for i in self.adversaries] or ["env0"]  # independent SRPO: per hero
-        self.runners = [Runner(self._env(base.ppo.num_envs, name)) for name in env_names]
+        self.runners = [
+            Runner(self.env_batch(base.ppo.num_envs, [sub_seed(s, name) for s in self.seeds]))
+            for name in env_names
+        ]
         self.side_by_side = SideBySide(base.run.parallel_updates, base.run.threads)
         """Independent heroes (and SRPO's with their adversaries) update side by side."""
 
@@ -205,19 +199,6 @@ class Population:
                 net.load_state_dict({k: v for k, v in source.state_dict().items() if k in own})
         return Role.of(nets, self.coef)
 
-    def _env(self, num_envs: int, name: str) -> BatchedEnv:
-        """One env batch of ``num_envs`` per member, each slice seeded from its member."""
-        seeds = [sub_seed(s, name) for s in self.seeds]
-        env = make_env(self.config.env, num_envs * self.members, self.device, seeds[0])
-        return self._split(env, seeds)
-
-    def _split(self, env: BatchedEnv, seeds: list[int]) -> BatchedEnv:
-        """Members' slices of ``env`` (seeded with ``seeds[0]``) drawing from their own
-        seeds; one member (a solo run, any backend) draws from the env's own generator."""
-        if self.members > 1:
-            env.split_generators(seeds)
-        return env
-
     # --- training --------------------------------------------------------------------
 
     def roles(self) -> dict[str, Role]:
@@ -229,10 +210,6 @@ class Population:
         if self.adversary is not None:
             adversaries.append(self.adversary)
         return [*self.roles().values(), *adversaries]
-
-    def set_lr_fraction(self, fraction: float) -> None:
-        for role in self.learners():
-            role.optimizer.scale_lr(fraction)
 
     def iterate(self) -> list[Iteration]:
         ppo = self.config.ppo
@@ -452,14 +429,12 @@ class Population:
         """Each member's heroes playing together, one episode per env, from each member's
         own evaluation seed (the training RNG is untouched)."""
         env_seeds = [sub_seed(s, "eval-env") for s in seeds]
-        env = make_env(
-            self.config.env, episodes * self.members, self.device, env_seeds[0], evaluation=True
-        )
+        env = self.env_batch(episodes, env_seeds, evaluation=True)
         rng = MemberGenerators(
             [make_generator(self.device, sub_seed(s, "eval-actions")) for s in seeds]
         )
         try:
-            played = play_episodes(self._split(env, env_seeds), self.seats(), rng)
+            played = play_episodes(env, self.seats(), rng)
         finally:
             env.close()
         team = list(self.heroes)
@@ -471,13 +446,6 @@ class Population:
             runner.env.close()
 
     # --- state -----------------------------------------------------------------------
-
-    def policy_states(self) -> list[dict[str, dict[str, torch.Tensor]]]:
-        """Per member, each trained role's weights as its own run's policy."""
-        return [
-            {name: role.net.member_state(k) for name, role in self.roles().items()}
-            for k in range(self.members)
-        ]
 
     def state_dict(self) -> list[dict[str, Any]]:
         """Per member, its optimisers, generators and env slices."""
