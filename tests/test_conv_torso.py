@@ -43,6 +43,9 @@ def test_the_spec_names_the_grid_and_round_trips():
     spec = NetSpec(520, Discrete(6), (64, 64), "tanh", False, True, conv=(8, 4), grid=(5, 4, 26))
     assert NetSpec.from_dict(spec.to_dict()) == spec
     assert spec.features == 4 * 5 * 4
+    for bad in ({"grid": [5, 4]}, {"grid": [5, 4, 25]}, {"conv": [0, 4]}, {"grid": [5, 4, "x"]}):
+        with pytest.raises(ValueError):  # stored specs are input: refused as they are read
+            NetSpec.from_dict(spec.to_dict() | bad)
     plain = NetSpec(96, Discrete(6), (64, 64), "tanh", False, True)
     assert "conv" not in plain.to_dict()  # specs stored before the option read as before
     assert NetSpec.from_dict(plain.to_dict()) == plain

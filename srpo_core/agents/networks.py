@@ -36,10 +36,21 @@ class NetSpec:
     """(width, height, channels) of the observation a torso reads (``EnvSpec.grids``)."""
 
     def __post_init__(self) -> None:
-        if self.conv and self.grid is None:
-            raise ValueError("a convolutional torso needs the observation's grid shape")
-        if self.conv and self.shared_trunk:
+        """A torso's spec must describe a grid the observation is (stored specs are input:
+        a wrong one is a ValueError here, not a failure at the first step)."""
+        if not self.conv:
+            return
+        if self.shared_trunk:
             raise ValueError("a convolutional torso needs separate actor and critic")
+        grid = self.grid
+        if grid is None or len(grid) != 3 or not all(isinstance(v, int) and v > 0 for v in grid):
+            raise ValueError(
+                f"a convolutional torso needs a grid (width, height, channels), got {grid}"
+            )
+        if grid[0] * grid[1] * grid[2] != self.obs_dim:
+            raise ValueError(f"grid {grid} does not hold obs_dim {self.obs_dim} values")
+        if not all(isinstance(c, int) and c > 0 for c in self.conv):
+            raise ValueError(f"convolution channels must be positive integers, got {self.conv}")
 
     @property
     def features(self) -> int:
