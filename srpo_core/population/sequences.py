@@ -21,7 +21,7 @@ from srpo_core.envs.ipd.env import IDENTITY, C
 from srpo_core.envs.ipd.partners import PartnerPool
 from srpo_core.population.stacked_recurrent import StackedRecurrentNet
 from srpo_core.population.terms import Stats
-from srpo_core.rollout import MemberGenerators, Runner, draw_sample
+from srpo_core.rollout import MemberGenerators, Runner, draw_sample, stack_steps
 
 
 @dataclass
@@ -139,7 +139,7 @@ def play(
     its own generator of ``rng``. Nothing is read back from the device inside the loop."""
     seats = range(len(nets))
     record: list[dict[str, list[torch.Tensor]]] = [{} for _ in seats]
-    hidden0 = []
+    hidden0, steps = [], []
     pool.draw_ahead(num_steps)
     for t in range(num_steps):
         starts = memory.starts
@@ -174,7 +174,8 @@ def play(
                 record[i].setdefault(key, []).append(value_t)
             memory.hidden[i] = hidden
             joint.append(action)
-        step, _ = runner.step(joint)
+        step = runner.advance(joint)  # the episodes' sums are tallied after the loop
+        steps.append(step)
         utility = step.reward - step.cost
         for i in seats:
             pool.observe(i, joint[i], step)
@@ -184,6 +185,7 @@ def play(
             record[i].setdefault("partner_utility", []).append(utility[1 - i])
             record[i].setdefault("dones", []).append(step.done)
         memory.starts = step.done
+    runner.tally(steps, *stack_steps(steps))
     out = []
     for i, net in enumerate(nets):
         seq = Sequences(hidden0=hidden0[i], **{k: torch.stack(v) for k, v in record[i].items()})
