@@ -158,7 +158,7 @@ def play(
             )
             dist = Categorical(logits)
             partnered = pool.partner_in(i)
-            partner_action = pool.act(i, obs, rng.generators)
+            partner_action = pool.act(i, obs, rng)
             action = torch.where(partnered, partner_action, draw_sample(dist, rng))
             for key, value_t in (
                 ("obs", obs),

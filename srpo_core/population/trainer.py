@@ -168,19 +168,20 @@ class Population(PopulationFrame):
                 f"net.conv needs a grid observation, and {self.agents[seat]}'s in env "
                 f"{self.config.env.name} is a flat vector (overcooked: --set env.obs='lossless')"
             )
-        if net.conv and net.shared_trunk:
-            raise UserError("net.conv needs separate actor and critic (net.shared_trunk=false)")
-        return NetSpec(
-            obs_dim=self.obs_dims[seat],
-            action_space=self.action_spaces[seat],
-            hidden=tuple(net.hidden),
-            activation=net.activation,
-            shared_trunk=net.shared_trunk,
-            critic=critic,
-            log_std_init=net.log_std_init,
-            conv=tuple(net.conv),
-            grid=grid if net.conv else None,
-        )
+        try:  # NetSpec checks what a torso needs (stored specs are checked the same way)
+            return NetSpec(
+                obs_dim=self.obs_dims[seat],
+                action_space=self.action_spaces[seat],
+                hidden=tuple(net.hidden),
+                activation=net.activation,
+                shared_trunk=net.shared_trunk,
+                critic=critic,
+                log_std_init=net.log_std_init,
+                conv=tuple(net.conv),
+                grid=grid if net.conv else None,
+            )
+        except ValueError as exc:
+            raise UserError(f"net.conv: {exc}") from None
 
     def _build(self, spec: NetSpec) -> list[ActorCritic]:
         """One network per member, each initialised from its member's init generator."""

@@ -19,6 +19,7 @@ from srpo_core.envs.ipd.memory_one import memory_one_distribution
 
 if TYPE_CHECKING:
     from srpo_core.agents.seat import Seat
+    from srpo_core.rollout import MemberGenerators
 
 KIND_WEIGHTS = {
     "learners-only": (1.0, 0.0, 0.0),
@@ -107,17 +108,16 @@ class PartnerPool:
     def _slices(self) -> list[slice]:
         return [slice(k * self.width, (k + 1) * self.width) for k in range(len(self.generators))]
 
-    def act(self, seat: int, obs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    def act(self, seat: int, obs: torch.Tensor, rng: MemberGenerators) -> torch.Tensor:
         """[B] actions of the pool partners in ``seat`` (computed for every env; used where
-        `partner_in` says a partner sits there), each slice's from its own of
-        ``generators``. Every zoo member acts on its slice's whole batch, so members with
-        memory see every step of their envs."""
+        `partner_in` says a partner sits there), each slice's drawn from its own generator
+        of ``rng``. Every zoo member acts on its slice's whole batch, so members with memory
+        see every step of their envs."""
         if self.members is None:
-            dist = memory_one_distribution(self.params, obs)
-            parts = zip(self._slices(), generators, strict=True)
-            return torch.cat([dist[rows].sample(g) for rows, g in parts])
+            return rng.sample(memory_one_distribution(self.params, obs))
         out = []
-        for k, (rows, generator) in enumerate(zip(self._slices(), generators, strict=True)):
+        slices = zip(self._slices(), rng.generators, strict=True)
+        for k, (rows, generator) in enumerate(slices):
             members = self.members[k][seat]
             actions = torch.stack([m.distribution(obs[rows]).sample(generator) for m in members])
             pick = (self.draw[rows] * len(members)).long().clamp_max(len(members) - 1)
